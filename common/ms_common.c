@@ -28,7 +28,7 @@ void ms_err_prefix(struct ms_err *err, const char *fmt, ...)
     va_end(ap);
     char old[sizeof err->msg];
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    if (snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old) < 0) err->msg[0] = 0;
 }
 
 void ms_assert_fail(const char *expr, const char *file, int line)

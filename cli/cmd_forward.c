@@ -1,0 +1,93 @@
+/* moeserve forward: the logits of every prompt position, as raw float32 [n_tokens, vocab].
+ * It exists so that tests can compare the engine with the numpy reference. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cli_util.h"
+#include "engine/model.h"
+
+static const char forward_help[] =
+    "usage: moeserve forward --model DIR --prompt-ids 1,2,3 --out FILE [--threads N]\n"
+    "\n"
+    "Runs the prompt through the model once and writes the logits of every position to FILE as\n"
+    "little-endian float32, shape [n_tokens, vocab_size]. Used by the reference tests.\n"
+    "\n"
+    "  --model DIR        Hugging Face model directory (config.json, *.safetensors)\n"
+    "  --prompt-ids LIST  comma-separated token ids\n"
+    "  --out FILE         where to write the logits\n"
+    "  --threads N        compute threads (default: number of cores)\n";
+
+int cmd_forward(int argc, char **argv)
+{
+    const char *model_dir = NULL, *ids_text = NULL, *out_path = NULL;
+    long threads = cli_default_threads();
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(forward_help, stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "moeserve forward: unknown option or missing value: %s\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--model")) model_dir = v;
+        else if (!strcmp(a, "--prompt-ids")) ids_text = v;
+        else if (!strcmp(a, "--out")) out_path = v;
+        else if (!strcmp(a, "--threads")) {
+            if (cli_parse_int(a, v, 1, 1024, &threads)) return 2;
+        } else {
+            fprintf(stderr, "moeserve forward: unknown option %s (see --help)\n", a);
+            return 2;
+        }
+    }
+    if (!model_dir || !ids_text || !out_path) {
+        fprintf(stderr, "moeserve forward: --model, --prompt-ids and --out are required (see --help)\n");
+        return 2;
+    }
+    int32_t *ids = NULL;
+    int n = 0;
+    if (cli_parse_ids("--prompt-ids", ids_text, &ids, &n)) return 2;
+
+    int rc = 1;
+    struct ms_err err = {{0}};
+    struct model *m = NULL;
+    struct threadpool *tp = NULL;
+    struct model_state *st = NULL;
+    float *logits = NULL;
+    FILE *f = NULL;
+    if (cli_load_model(model_dir, &m)) goto out;
+    if (!(tp = tp_create((int)threads, model_scratch_floats(m, n), &err)) ||
+        !(st = model_state_create(m, n, n, &err))) {
+        fprintf(stderr, "moeserve: %s\n", err.msg);
+        goto out;
+    }
+    size_t count = (size_t)n * (size_t)m->cfg.vocab_size;
+    if (!(logits = malloc(count * sizeof *logits))) {
+        fprintf(stderr, "moeserve: out of memory for %d x %d logits\n", n, m->cfg.vocab_size);
+        goto out;
+    }
+    if (model_forward(m, st, tp, ids, n, 0, logits, true, &err)) {
+        fprintf(stderr, "moeserve: %s\n", err.msg);
+        goto out;
+    }
+    if (!(f = fopen(out_path, "wb")) || fwrite(logits, sizeof *logits, count, f) != count) {
+        fprintf(stderr, "moeserve: cannot write %s\n", out_path);
+        goto out;
+    }
+    rc = 0;
+out:
+    if (f && fclose(f) && rc == 0) {
+        fprintf(stderr, "moeserve: cannot write %s\n", out_path);
+        rc = 1;
+    }
+    free(logits);
+    model_state_destroy(st);
+    tp_destroy(tp);
+    model_free(m);
+    free(ids);
+    return rc;
+}

@@ -1,0 +1,373 @@
+#include "engine/model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Loading */
+
+static float *tensor_copy_f32(const struct tensor *t)
+{
+    int64_t n = tensor_numel(t);
+    float *out = malloc((size_t)n * sizeof *out);
+    if (out) tensor_to_f32(t, 0, n, out);
+    return out;
+}
+
+/* RoPE inverse frequencies; yarn blends interpolated and original frequencies per dimension. */
+static void rope_init(struct model *m)
+{
+    const struct model_config *c = &m->cfg;
+    int half = c->head_dim / 2;
+    m->rope_scale = 1.0f;
+    for (int i = 0; i < half; i++) m->inv_freq[i] = (float)(1.0 / pow(c->rope_theta, 2.0 * i / c->head_dim));
+    if (c->rope_scaling.type != ROPE_SCALING_YARN) return;
+    double dim = c->head_dim, base = c->rope_theta, factor = c->rope_scaling.factor;
+    double orig = c->rope_scaling.original_max_position_embeddings;
+#define CORRECTION_DIM(rot) (dim * log(orig / ((rot) * 2 * M_PI)) / (2 * log(base)))
+    double low = CORRECTION_DIM(c->rope_scaling.beta_fast), high = CORRECTION_DIM(c->rope_scaling.beta_slow);
+#undef CORRECTION_DIM
+    if (c->rope_scaling.truncate) {
+        low = floor(low);
+        high = ceil(high);
+    }
+    low = low > 0 ? low : 0;
+    high = high < dim - 1 ? high : dim - 1;
+    if (low == high) high += 0.001;
+    for (int i = 0; i < half; i++) {
+        double ramp = (i - low) / (high - low);
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        double extrapolation = 1.0 - ramp; /* share of the original frequency */
+        double f = m->inv_freq[i];
+        m->inv_freq[i] = (float)(f / factor * (1 - extrapolation) + f * extrapolation);
+    }
+    m->rope_scale = (float)c->rope_scaling.attention_factor;
+}
+
+static int copy_norms(struct model *m, struct ms_err *err)
+{
+    const struct model_config *c = &m->cfg;
+    m->norms = ms_calloc((size_t)c->num_layers, sizeof *m->norms);
+    if (!m->norms) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < c->num_layers; l++) {
+        const struct layer_weights *L = &m->weights->layers[l];
+        struct layer_norms *n = &m->norms[l];
+        n->attn = tensor_copy_f32(&L->attn_norm);
+        n->ffn = tensor_copy_f32(&L->ffn_norm);
+        n->q = tensor_copy_f32(&L->q_norm);
+        n->k = tensor_copy_f32(&L->k_norm);
+        if (!n->attn || !n->ffn || !n->q || !n->k) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    }
+    m->final_norm = tensor_copy_f32(&m->weights->final_norm);
+    m->inv_freq = malloc((size_t)(c->head_dim / 2) * sizeof *m->inv_freq);
+    if (!m->final_norm || !m->inv_freq) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    return MS_OK;
+}
+
+int model_load(const char *model_dir, bool show_progress, struct model **out, struct ms_err *err)
+{
+    *out = NULL;
+    struct model *m = calloc(1, sizeof *m);
+    if (!m) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    int rc = model_config_load(&m->cfg, model_dir, err);
+    if (!rc) rc = weights_load(&m->cfg, model_dir, show_progress, &m->weights, err);
+    if (!rc) rc = copy_norms(m, err);
+    if (rc) {
+        model_free(m);
+        return rc;
+    }
+    rope_init(m);
+    *out = m;
+    return MS_OK;
+}
+
+void model_free(struct model *m)
+{
+    if (!m) return;
+    for (int l = 0; m->norms && l < m->cfg.num_layers; l++) {
+        free(m->norms[l].attn);
+        free(m->norms[l].ffn);
+        free(m->norms[l].q);
+        free(m->norms[l].k);
+    }
+    free(m->norms);
+    free(m->final_norm);
+    free(m->inv_freq);
+    weights_free(m->weights);
+    free(m);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * State: one sequence's KV cache and the forward's scratch, all allocated up front. */
+
+struct model_state {
+    int max_tokens, max_ctx;
+    float *k_cache, *v_cache; /* [layers, max_ctx, kv_heads * head_dim] */
+    float *x;      /* [max_tokens, hidden] residual stream */
+    float *xn;     /* [max_tokens, hidden] normed input of a block */
+    float *tmp;    /* [max_tokens, hidden] block output */
+    float *q;      /* [max_tokens, heads * head_dim] */
+    float *k, *v;  /* [max_tokens, kv_heads * head_dim] */
+    float *attn;   /* [max_tokens, heads * head_dim] */
+    float *cos_t, *sin_t;  /* [max_tokens, head_dim / 2] */
+    float *router;         /* [max_tokens, experts] */
+    int *topk_expert;      /* [max_tokens, top_k] */
+    float *topk_weight;    /* [max_tokens, top_k] */
+    int *expert_count, *expert_offset; /* [experts + 1] */
+    int *slot_of;          /* [max_tokens, top_k]: (token, j) -> row in the grouped buffers */
+    int *slot_token;       /* [max_tokens * top_k] */
+    float *grouped_x;      /* [max_tokens * top_k, hidden] tokens gathered by expert */
+    float *gate, *up;      /* [max_tokens * top_k, max(moe_inter, inter)] */
+    float *grouped_out;    /* [max_tokens * top_k, hidden] */
+};
+
+size_t model_scratch_floats(const struct model *m, int max_ctx)
+{
+    const struct model_config *c = &m->cfg;
+    size_t widest = (size_t)c->hidden_size;
+    if ((size_t)c->num_heads * c->head_dim > widest) widest = (size_t)c->num_heads * c->head_dim;
+    if ((size_t)c->intermediate_size > widest) widest = (size_t)c->intermediate_size;
+    if ((size_t)c->moe_intermediate_size > widest) widest = (size_t)c->moe_intermediate_size;
+    size_t need = widest * KERN_ROWS_PER_TASK;
+    return need > (size_t)max_ctx ? need : (size_t)max_ctx;
+}
+
+void model_state_destroy(struct model_state *s)
+{
+    if (!s) return;
+    void *bufs[] = {s->k_cache, s->v_cache, s->x, s->xn, s->tmp, s->q, s->k, s->v, s->attn,
+                    s->cos_t, s->sin_t, s->router, s->topk_expert, s->topk_weight,
+                    s->expert_count, s->expert_offset, s->slot_of, s->slot_token, s->grouped_x,
+                    s->gate, s->up, s->grouped_out};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    free(s);
+}
+
+struct model_state *model_state_create(const struct model *m, int max_tokens, int max_ctx,
+                                       struct ms_err *err)
+{
+    const struct model_config *c = &m->cfg;
+    struct model_state *s = calloc(1, sizeof *s);
+    if (!s) goto nomem;
+    s->max_tokens = max_tokens;
+    s->max_ctx = max_ctx;
+    size_t T = (size_t)max_tokens, h = (size_t)c->hidden_size, qd = (size_t)c->num_heads * c->head_dim;
+    size_t kvd = (size_t)c->num_kv_heads * c->head_dim, E = (size_t)(c->num_experts ? c->num_experts : 1);
+    size_t K = (size_t)(c->num_experts_per_tok ? c->num_experts_per_tok : 1);
+    size_t inter = (size_t)(c->moe_intermediate_size > c->intermediate_size ? c->moe_intermediate_size
+                                                                             : c->intermediate_size);
+    size_t cache = (size_t)c->num_layers * (size_t)max_ctx * kvd;
+    if (!(s->k_cache = ms_calloc(cache, sizeof(float))) || !(s->v_cache = ms_calloc(cache, sizeof(float))) ||
+        !(s->x = ms_calloc(T * h, sizeof(float))) || !(s->xn = ms_calloc(T * h, sizeof(float))) ||
+        !(s->tmp = ms_calloc(T * h, sizeof(float))) || !(s->q = ms_calloc(T * qd, sizeof(float))) ||
+        !(s->k = ms_calloc(T * kvd, sizeof(float))) || !(s->v = ms_calloc(T * kvd, sizeof(float))) ||
+        !(s->attn = ms_calloc(T * qd, sizeof(float))) ||
+        !(s->cos_t = ms_calloc(T * (size_t)c->head_dim / 2, sizeof(float))) ||
+        !(s->sin_t = ms_calloc(T * (size_t)c->head_dim / 2, sizeof(float))) ||
+        !(s->router = ms_calloc(T * E, sizeof(float))) || !(s->topk_expert = ms_calloc(T * K, sizeof(int))) ||
+        !(s->topk_weight = ms_calloc(T * K, sizeof(float))) ||
+        !(s->expert_count = ms_calloc(E + 1, sizeof(int))) || !(s->expert_offset = ms_calloc(E + 1, sizeof(int))) ||
+        !(s->slot_of = ms_calloc(T * K, sizeof(int))) || !(s->slot_token = ms_calloc(T * K, sizeof(int))) ||
+        !(s->grouped_x = ms_calloc(T * K * h, sizeof(float))) ||
+        !(s->gate = ms_calloc(T * K * inter, sizeof(float))) || !(s->up = ms_calloc(T * K * inter, sizeof(float))) ||
+        !(s->grouped_out = ms_calloc(T * K * h, sizeof(float))))
+        goto nomem;
+    return s;
+nomem:
+    model_state_destroy(s);
+    ms_err_set(err, MS_ERR_NOMEM, "out of memory allocating the KV cache and scratch (%d tokens, context %d)",
+               max_tokens, max_ctx);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Blocks */
+
+struct attn_job {
+    const struct model *m;
+    struct model_state *s;
+    struct threadpool *tp;
+    int layer, n, pos0;
+};
+
+/* One (token, query head): causal softmax attention over the cached positions 0..pos. */
+static void attn_task(void *p, int task, int thread)
+{
+    const struct attn_job *j = p;
+    const struct model_config *c = &j->m->cfg;
+    int t = task / c->num_heads, h = task % c->num_heads;
+    int hd = c->head_dim, kvd = c->num_kv_heads * hd, kvh = h / (c->num_heads / c->num_kv_heads);
+    int pos = j->pos0 + t;
+    const float *q = j->s->q + ((size_t)t * c->num_heads + h) * hd;
+    const float *kc = j->s->k_cache + (size_t)j->layer * j->s->max_ctx * kvd + (size_t)kvh * hd;
+    const float *vc = j->s->v_cache + (size_t)j->layer * j->s->max_ctx * kvd + (size_t)kvh * hd;
+    float *scores = tp_scratch(j->tp, thread);
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int p2 = 0; p2 <= pos; p2++) scores[p2] = kern_dot(q, kc + (size_t)p2 * kvd, hd) * scale;
+    kern_softmax(scores, pos + 1);
+    float *out = j->s->attn + ((size_t)t * c->num_heads + h) * hd;
+    memset(out, 0, (size_t)hd * sizeof *out);
+    for (int p2 = 0; p2 <= pos; p2++) {
+        const float *vrow = vc + (size_t)p2 * kvd;
+        for (int d = 0; d < hd; d++) out[d] += scores[p2] * vrow[d];
+    }
+}
+
+static void attention(const struct model *m, struct model_state *s, struct threadpool *tp, int l, int n,
+                      int pos0)
+{
+    const struct model_config *c = &m->cfg;
+    const struct layer_weights *L = &m->weights->layers[l];
+    int hd = c->head_dim, qd = c->num_heads * hd, kvd = c->num_kv_heads * hd, half = hd / 2;
+    kern_matmul(tp, &L->q, s->xn, n, s->q, qd);
+    kern_matmul(tp, &L->k, s->xn, n, s->k, kvd);
+    kern_matmul(tp, &L->v, s->xn, n, s->v, kvd);
+    float eps = (float)c->rms_norm_eps;
+    for (int t = 0; t < n; t++) {
+        const float *cs = s->cos_t + (size_t)t * half, *sn = s->sin_t + (size_t)t * half;
+        for (int h = 0; h < c->num_heads; h++) {
+            float *qh = s->q + (size_t)t * qd + (size_t)h * hd;
+            kern_rmsnorm(qh, qh, m->norms[l].q, hd, eps);
+            kern_rope(qh, hd, cs, sn);
+        }
+        for (int h = 0; h < c->num_kv_heads; h++) {
+            float *kh = s->k + (size_t)t * kvd + (size_t)h * hd;
+            kern_rmsnorm(kh, kh, m->norms[l].k, hd, eps);
+            kern_rope(kh, hd, cs, sn);
+        }
+        size_t slot = ((size_t)l * s->max_ctx + (size_t)(pos0 + t)) * kvd;
+        memcpy(s->k_cache + slot, s->k + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+        memcpy(s->v_cache + slot, s->v + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+    }
+    struct attn_job job = {m, s, tp, l, n, pos0};
+    tp_run(tp, n * c->num_heads, attn_task, &job);
+    kern_matmul(tp, &L->o, s->attn, n, s->tmp, c->hidden_size);
+}
+
+static void dense_mlp(const struct model *m, struct model_state *s, struct threadpool *tp,
+                      const struct expert_weights *w, const float *x, int n, float *out)
+{
+    int inter = (int)w->gate.shape[0];
+    kern_matmul(tp, &w->gate, x, n, s->gate, inter);
+    kern_matmul(tp, &w->up, x, n, s->up, inter);
+    kern_swiglu(s->gate, s->up, n * inter);
+    kern_matmul(tp, &w->down, s->gate, n, out, m->cfg.hidden_size);
+}
+
+/* Router: softmax over all experts, keep the top k (lowest index first on ties), and
+ * renormalise the kept weights when norm_topk_prob. */
+static void route(const struct model *m, struct model_state *s, struct threadpool *tp, int l, int n)
+{
+    const struct model_config *c = &m->cfg;
+    int E = c->num_experts, K = c->num_experts_per_tok;
+    kern_matmul(tp, &m->weights->layers[l].router, s->xn, n, s->router, E);
+    for (int t = 0; t < n; t++) {
+        float *p = s->router + (size_t)t * E;
+        kern_softmax(p, E);
+        int *idx = s->topk_expert + (size_t)t * K;
+        float *wt = s->topk_weight + (size_t)t * K, sum = 0;
+        for (int j = 0; j < K; j++) {
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                bool taken = false;
+                for (int i = 0; i < j; i++) taken |= idx[i] == e;
+                if (!taken && (best < 0 || p[e] > p[best])) best = e;
+            }
+            idx[j] = best;
+            wt[j] = p[best];
+            sum += p[best];
+        }
+        if (c->norm_topk_prob)
+            for (int j = 0; j < K; j++) wt[j] /= sum;
+    }
+}
+
+/* Sparse MoE: route, group the (token, expert) pairs by expert with a counting sort, run each
+ * expert that received tokens once over all of them, then add the weighted outputs back. */
+static void moe(const struct model *m, struct model_state *s, struct threadpool *tp, int l, int n)
+{
+    const struct model_config *c = &m->cfg;
+    int E = c->num_experts, K = c->num_experts_per_tok, h = c->hidden_size;
+    route(m, s, tp, l, n);
+    memset(s->expert_count, 0, (size_t)(E + 1) * sizeof(int));
+    for (int i = 0; i < n * K; i++) s->expert_count[s->topk_expert[i]]++;
+    s->expert_offset[0] = 0;
+    for (int e = 0; e < E; e++) s->expert_offset[e + 1] = s->expert_offset[e] + s->expert_count[e];
+    memset(s->expert_count, 0, (size_t)(E + 1) * sizeof(int)); /* reused as fill cursors */
+    for (int i = 0; i < n * K; i++) {
+        int e = s->topk_expert[i];
+        int slot = s->expert_offset[e] + s->expert_count[e]++;
+        s->slot_of[i] = slot;
+        s->slot_token[slot] = i / K;
+        memcpy(s->grouped_x + (size_t)slot * h, s->xn + (size_t)(i / K) * h, (size_t)h * sizeof(float));
+    }
+    for (int e = 0; e < E; e++) {
+        int cnt = s->expert_count[e], off = s->expert_offset[e];
+        if (cnt == 0) continue;
+        dense_mlp(m, s, tp, &m->weights->layers[l].experts[e], s->grouped_x + (size_t)off * h, cnt,
+                  s->grouped_out + (size_t)off * h);
+    }
+    for (int t = 0; t < n; t++) {
+        float *out = s->tmp + (size_t)t * h;
+        memset(out, 0, (size_t)h * sizeof *out);
+        for (int j = 0; j < K; j++) {
+            const float *eo = s->grouped_out + (size_t)s->slot_of[t * K + j] * h;
+            float wgt = s->topk_weight[t * K + j];
+            for (int d = 0; d < h; d++) out[d] += wgt * eo[d];
+        }
+    }
+}
+
+static void rope_tables(const struct model *m, struct model_state *s, int n, int pos0)
+{
+    int half = m->cfg.head_dim / 2;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < half; i++) {
+            float angle = (float)(pos0 + t) * m->inv_freq[i];
+            s->cos_t[(size_t)t * half + i] = cosf(angle) * m->rope_scale;
+            s->sin_t[(size_t)t * half + i] = sinf(angle) * m->rope_scale;
+        }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The forward pass, top to bottom. */
+
+int model_forward(const struct model *m, struct model_state *s, struct threadpool *tp,
+                  const int32_t *tokens, int n, int pos0, float *logits, bool all_logits,
+                  struct ms_err *err)
+{
+    const struct model_config *c = &m->cfg;
+    int h = c->hidden_size;
+    if (n < 1 || n > s->max_tokens)
+        return ms_err_set(err, MS_ERR_INVALID, "forward of %d tokens (limit %d)", n, s->max_tokens);
+    if (pos0 < 0 || pos0 + n > s->max_ctx)
+        return ms_err_set(err, MS_ERR_INVALID, "context overflow: %d positions, the context holds %d",
+                          pos0 + n, s->max_ctx);
+    for (int t = 0; t < n; t++) {
+        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
+            return ms_err_set(err, MS_ERR_INVALID, "token id %d is outside the vocabulary [0, %d)", tokens[t],
+                              c->vocab_size);
+        tensor_to_f32(&m->weights->embed, (int64_t)tokens[t] * h, h, s->x + (size_t)t * h);
+    }
+    rope_tables(m, s, n, pos0);
+    float eps = (float)c->rms_norm_eps;
+    for (int l = 0; l < c->num_layers; l++) {
+        for (int t = 0; t < n; t++) kern_rmsnorm(s->xn + (size_t)t * h, s->x + (size_t)t * h, m->norms[l].attn, h, eps);
+        attention(m, s, tp, l, n, pos0);
+        for (size_t i = 0; i < (size_t)n * h; i++) s->x[i] += s->tmp[i];
+        for (int t = 0; t < n; t++) kern_rmsnorm(s->xn + (size_t)t * h, s->x + (size_t)t * h, m->norms[l].ffn, h, eps);
+        if (m->weights->layers[l].sparse)
+            moe(m, s, tp, l, n);
+        else
+            dense_mlp(m, s, tp, &m->weights->layers[l].mlp, s->xn, n, s->tmp);
+        for (size_t i = 0; i < (size_t)n * h; i++) s->x[i] += s->tmp[i];
+    }
+    int first = all_logits ? 0 : n - 1;
+    for (int t = first; t < n; t++) kern_rmsnorm(s->xn + (size_t)t * h, s->x + (size_t)t * h, m->final_norm, h, eps);
+    kern_matmul(tp, &m->weights->lm_head, s->xn + (size_t)first * h, n - first, logits, c->vocab_size);
+    return MS_OK;
+}

@@ -1,0 +1,220 @@
+#include "engine/weights.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "engine/safetensors.h"
+
+static int add_file(struct model_weights *w, const char *dir, const char *fname, struct ms_err *err)
+{
+    for (int i = 0; i < w->n_files; i++) {
+        const char *base = strrchr(w->files[i]->path, '/');
+        if (base && !strcmp(base + 1, fname)) return MS_OK; /* already mapped */
+    }
+    if (strchr(fname, '/') || !strcmp(fname, "..") || !fname[0])
+        return ms_err_set(err, MS_ERR_INVALID, "%s/model.safetensors.index.json: shard name \"%s\" is not a plain file name",
+                          dir, fname);
+    struct st_file **files = realloc(w->files, (size_t)(w->n_files + 1) * sizeof *files);
+    if (!files) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    w->files = files;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, fname);
+    int rc = st_open(path, &w->files[w->n_files], err);
+    if (rc) return rc;
+    w->mapped_bytes += w->files[w->n_files]->size;
+    w->n_files++;
+    return MS_OK;
+}
+
+/* The shard list comes from the index's weight_map; a single file needs no index. */
+static int open_files(struct model_weights *w, const char *dir, struct ms_err *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    if (access(path, F_OK) != 0) {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        if (access(path, F_OK) != 0)
+            return ms_err_set(err, MS_ERR_INVALID, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        return add_file(w, dir, "model.safetensors", err);
+    }
+    char *text = NULL;
+    int rc = ms_read_file(path, &text, NULL, err);
+    if (rc) return rc;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (!cJSON_IsObject(map)) rc = ms_err_set(err, MS_ERR_INVALID, "%s: not valid JSON with a weight_map object", path);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, map)
+    {
+        if (rc) break;
+        if (!cJSON_IsString(it))
+            rc = ms_err_set(err, MS_ERR_INVALID, "%s: weight_map entry %s is not a file name", path, it->string);
+        else
+            rc = add_file(w, dir, it->valuestring, err);
+    }
+    if (!rc && w->n_files == 0) rc = ms_err_set(err, MS_ERR_INVALID, "%s: weight_map is empty", path);
+    cJSON_Delete(root);
+    return rc;
+}
+
+static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape)
+{
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+}
+
+/* Finds `name` in any mapped file and checks its shape against the config's expectation. */
+static int expect(const struct model_weights *w, const char *dir, const char *name, int ndim,
+                  int64_t d0, int64_t d1, struct tensor *out, struct ms_err *err)
+{
+    int64_t want[2] = {d0, d1};
+    for (int i = 0; i < w->n_files; i++) {
+        const struct st_entry *e = st_find(w->files[i], name);
+        if (!e) continue;
+        if (e->tensor.ndim != ndim || e->tensor.shape[0] != d0 || (ndim == 2 && e->tensor.shape[1] != d1)) {
+            char got[96], exp[96];
+            format_shape(got, sizeof got, e->tensor.ndim, e->tensor.shape);
+            format_shape(exp, sizeof exp, ndim, want);
+            return ms_err_set(err, MS_ERR_INVALID, "%s: tensor %s has shape %s, config.json implies %s",
+                              w->files[i]->path, name, got, exp);
+        }
+        *out = e->tensor;
+        return MS_OK;
+    }
+    if (w->n_files == 1)
+        return ms_err_set(err, MS_ERR_INVALID, "%s: tensor %s is missing", w->files[0]->path, name);
+    return ms_err_set(err, MS_ERR_INVALID, "%s/model.safetensors.index.json: tensor %s is missing from every shard",
+                      dir, name);
+}
+
+static int load_attention(struct model_weights *w, const struct model_config *c, const char *dir, int l,
+                          struct ms_err *err)
+{
+    struct layer_weights *L = &w->layers[l];
+    int64_t h = c->hidden_size, qd = (int64_t)c->num_heads * c->head_dim, kvd = (int64_t)c->num_kv_heads * c->head_dim;
+    char n[256];
+    int rc;
+#define EXPECT(field, suffix, nd, a, b)                                                            \
+    snprintf(n, sizeof n, "model.layers.%d.%s", l, suffix);                                      \
+    if ((rc = expect(w, dir, n, nd, a, b, &L->field, err))) return rc
+    EXPECT(attn_norm, "input_layernorm.weight", 1, h, 0);
+    EXPECT(q, "self_attn.q_proj.weight", 2, qd, h);
+    EXPECT(k, "self_attn.k_proj.weight", 2, kvd, h);
+    EXPECT(v, "self_attn.v_proj.weight", 2, kvd, h);
+    EXPECT(o, "self_attn.o_proj.weight", 2, h, qd);
+    EXPECT(q_norm, "self_attn.q_norm.weight", 1, c->head_dim, 0);
+    EXPECT(k_norm, "self_attn.k_norm.weight", 1, c->head_dim, 0);
+    EXPECT(ffn_norm, "post_attention_layernorm.weight", 1, h, 0);
+    return MS_OK;
+}
+
+static int load_mlp(struct model_weights *w, const struct model_config *c, const char *dir, int l,
+                    struct ms_err *err)
+{
+    struct layer_weights *L = &w->layers[l];
+    int64_t h = c->hidden_size;
+    char n[256];
+    int rc;
+    L->sparse = c->layer_is_sparse[l];
+    if (!L->sparse) {
+        int64_t in = c->intermediate_size;
+        EXPECT(mlp.gate, "mlp.gate_proj.weight", 2, in, h);
+        EXPECT(mlp.up, "mlp.up_proj.weight", 2, in, h);
+        EXPECT(mlp.down, "mlp.down_proj.weight", 2, h, in);
+        return MS_OK;
+    }
+    int64_t mi = c->moe_intermediate_size;
+    EXPECT(router, "mlp.gate.weight", 2, c->num_experts, h);
+    L->experts = ms_calloc((size_t)c->num_experts, sizeof *L->experts);
+    if (!L->experts) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    for (int e = 0; e < c->num_experts; e++) {
+        char sub[128];
+        snprintf(sub, sizeof sub, "mlp.experts.%d.gate_proj.weight", e);
+        EXPECT(experts[e].gate, sub, 2, mi, h);
+        snprintf(sub, sizeof sub, "mlp.experts.%d.up_proj.weight", e);
+        EXPECT(experts[e].up, sub, 2, mi, h);
+        snprintf(sub, sizeof sub, "mlp.experts.%d.down_proj.weight", e);
+        EXPECT(experts[e].down, sub, 2, h, mi);
+    }
+#undef EXPECT
+    return MS_OK;
+}
+
+/* Touches every page so the first request does not pay for disk reads, reporting progress:
+ * a real Qwen3-30B-A3B is 61 GB and takes minutes from a cold disk. */
+static void page_in(const struct model_weights *w, bool show_progress)
+{
+    const size_t page = 4096, chunk = 64u << 20;
+    size_t done = 0;
+    int last_pct = -1;
+    double t0 = ms_now();
+    volatile unsigned char sink = 0;
+    for (int i = 0; i < w->n_files; i++) {
+        const unsigned char *base = w->files[i]->map;
+        size_t size = w->files[i]->size;
+        madvise((void *)base, size, MADV_WILLNEED);
+        for (size_t off = 0; off < size; off += chunk) {
+            size_t end = off + chunk < size ? off + chunk : size;
+            for (size_t p = off; p < end; p += page) sink ^= base[p];
+            done += end - off;
+            int pct = (int)(done * 100 / w->mapped_bytes);
+            if (show_progress && pct != last_pct) {
+                double dt = ms_now() - t0;
+                fprintf(stderr, "\rloading weights: %.2f / %.2f GB (%d%%) %.1f GB/s ", done / 1e9,
+                        w->mapped_bytes / 1e9, pct, dt > 0 ? done / 1e9 / dt : 0.0);
+                last_pct = pct;
+            }
+        }
+    }
+    if (show_progress) fprintf(stderr, "\n");
+    (void)sink;
+}
+
+int weights_load(const struct model_config *c, const char *dir, bool show_progress,
+                 struct model_weights **out, struct ms_err *err)
+{
+    *out = NULL;
+    struct model_weights *w = calloc(1, sizeof *w);
+    if (!w) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    int rc = open_files(w, dir, err);
+    if (!rc && !(w->layers = ms_calloc((size_t)c->num_layers, sizeof *w->layers)))
+        rc = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+    if (!rc) w->num_layers = c->num_layers;
+    int64_t h = c->hidden_size;
+    if (!rc) rc = expect(w, dir, "model.embed_tokens.weight", 2, c->vocab_size, h, &w->embed, err);
+    for (int l = 0; !rc && l < c->num_layers; l++) {
+        rc = load_attention(w, c, dir, l, err);
+        if (!rc) rc = load_mlp(w, c, dir, l, err);
+    }
+    if (!rc) rc = expect(w, dir, "model.norm.weight", 1, h, 0, &w->final_norm, err);
+    if (!rc) {
+        if (c->tie_word_embeddings)
+            w->lm_head = w->embed;
+        else
+            rc = expect(w, dir, "lm_head.weight", 2, c->vocab_size, h, &w->lm_head, err);
+    }
+    if (rc) {
+        weights_free(w);
+        return rc;
+    }
+    page_in(w, show_progress);
+    *out = w;
+    return MS_OK;
+}
+
+void weights_free(struct model_weights *w)
+{
+    if (!w) return;
+    for (int l = 0; w->layers && l < w->num_layers; l++) free(w->layers[l].experts);
+    free(w->layers);
+    for (int i = 0; i < w->n_files; i++) st_close(w->files[i]);
+    free(w->files);
+    free(w);
+}

@@ -1,0 +1,48 @@
+/* A model's weights, mapped from a Hugging Face checkpoint directory and checked against its
+ * config: every tensor the model needs exists with the expected shape and a supported dtype.
+ * Weights stay in their stored dtype; nothing is copied into float32. */
+#ifndef MS_ENGINE_WEIGHTS_H
+#define MS_ENGINE_WEIGHTS_H
+
+#include "common/ms_common.h"
+#include "config/model_config.h"
+#include "engine/tensor.h"
+
+struct expert_weights {
+    struct tensor gate; /* [inter, hidden] */
+    struct tensor up;   /* [inter, hidden] */
+    struct tensor down; /* [hidden, inter] */
+};
+
+struct layer_weights {
+    struct tensor attn_norm; /* [hidden] input_layernorm */
+    struct tensor q, k, v;   /* [heads*head_dim, hidden], [kv_heads*head_dim, hidden] x2 */
+    struct tensor o;         /* [hidden, heads*head_dim] */
+    struct tensor q_norm, k_norm; /* [head_dim] */
+    struct tensor ffn_norm;  /* [hidden] post_attention_layernorm */
+    bool sparse;
+    struct tensor router;    /* [experts, hidden] mlp.gate; sparse layers only */
+    struct expert_weights *experts; /* [experts]; sparse layers only */
+    struct expert_weights mlp;      /* dense layers only */
+};
+
+struct model_weights {
+    struct tensor embed;      /* [vocab, hidden] */
+    int num_layers;
+    struct layer_weights *layers; /* [num_layers] */
+    struct tensor final_norm; /* [hidden] */
+    struct tensor lm_head;    /* [vocab, hidden]; the embedding when tie_word_embeddings */
+    size_t mapped_bytes;      /* total size of the mapped files */
+    int n_files;
+    struct st_file **files;
+};
+
+/* Maps model.safetensors or the shards listed in model.safetensors.index.json, validates every
+ * tensor against cfg and, when `show_progress`, reports progress on stderr while paging the
+ * weights in. On success the caller owns *out (weights_free). Errors name the file and tensor. */
+int weights_load(const struct model_config *cfg, const char *model_dir, bool show_progress,
+                 struct model_weights **out, struct ms_err *err);
+
+void weights_free(struct model_weights *w);
+
+#endif
