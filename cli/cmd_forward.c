@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "engine/kv_cache.h"
 #include "engine/model.h"
 
 static const char forward_help[] =
@@ -56,21 +57,36 @@ int cmd_forward(int argc, char **argv)
     struct ms_err err = {{0}};
     struct model *m = NULL;
     struct threadpool *tp = NULL;
-    struct model_state *st = NULL;
+    struct model_scratch *scratch = NULL;
+    struct kv_cache *kv = NULL;
     float *logits = NULL;
+    int32_t *pos = NULL, *rows = NULL, *seq = NULL, *table = NULL;
     FILE *f = NULL;
     if (cli_load_model(model_dir, &m)) goto out;
+    /* one sequence in one batch: blocks 0..n/bs in order, every row's logits wanted */
+    const int bs = 16, blocks = (n + bs - 1) / bs;
+    const struct model_config *c = &m->cfg;
     if (!(tp = tp_create((int)threads, model_scratch_floats(m, n), &err)) ||
-        !(st = model_state_create(m, n, n, &err))) {
+        !(scratch = model_scratch_create(m, n, &err)) ||
+        !(kv = kv_cache_create(c->num_layers, blocks, bs, c->num_kv_heads, c->head_dim, TENSOR_DTYPE_F32, &err))) {
         fprintf(stderr, "moeserve: %s\n", err.msg);
         goto out;
     }
-    size_t count = (size_t)n * (size_t)m->cfg.vocab_size;
-    if (!(logits = malloc(count * sizeof *logits))) {
-        fprintf(stderr, "moeserve: out of memory for %d x %d logits\n", n, m->cfg.vocab_size);
+    size_t count = (size_t)n * (size_t)c->vocab_size;
+    logits = malloc(count * sizeof *logits);
+    pos = malloc((size_t)n * sizeof *pos);
+    seq = calloc((size_t)n, sizeof *seq);
+    table = malloc((size_t)blocks * sizeof *table);
+    if (!logits || !pos || !seq || !table) {
+        fprintf(stderr, "moeserve: out of memory for %d x %d logits\n", n, c->vocab_size);
         goto out;
     }
-    if (model_forward(m, st, tp, ids, n, 0, logits, true, &err)) {
+    for (int i = 0; i < n; i++) pos[i] = i;
+    for (int b = 0; b < blocks; b++) table[b] = b;
+    rows = pos; /* row i of the output is token i; slot i is position i */
+    const int32_t *tables[1] = {table};
+    struct fwd_batch batch = {n, ids, pos, pos, seq, 1, tables, n, rows};
+    if (model_forward(m, scratch, kv, tp, &batch, logits, &err)) {
         fprintf(stderr, "moeserve: %s\n", err.msg);
         goto out;
     }
@@ -85,7 +101,11 @@ out:
         rc = 1;
     }
     free(logits);
-    model_state_destroy(st);
+    free(pos);
+    free(seq);
+    free(table);
+    kv_cache_destroy(kv);
+    model_scratch_destroy(scratch);
     tp_destroy(tp);
     model_free(m);
     free(ids);

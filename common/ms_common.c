@@ -43,6 +43,13 @@ void *ms_calloc(size_t n, size_t size)
     return calloc(n, size);
 }
 
+void ms_strlcpy(char *dst, const char *src, size_t cap)
+{
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 double ms_now(void)
 {
     struct timespec ts;

@@ -38,6 +38,9 @@ _Noreturn void ms_assert_fail(const char *expr, const char *file, int line);
 /* Allocation helpers that abort-free: they return NULL on failure like malloc. */
 void *ms_calloc(size_t n, size_t size);
 
+/* Copies src into dst[cap], truncating, always NUL-terminated (cap > 0). */
+void ms_strlcpy(char *dst, const char *src, size_t cap);
+
 /* Monotonic clock in seconds. */
 double ms_now(void);
 

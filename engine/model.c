@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "engine/kernels.h"
+#include "engine/kv_cache.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Loading */
@@ -102,11 +103,10 @@ void model_free(struct model *m)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * State: one sequence's KV cache and the forward's scratch, all allocated up front. */
+ * Scratch for one forward, allocated up front. */
 
-struct model_state {
-    int max_tokens, max_ctx;
-    float *k_cache, *v_cache; /* [layers, max_ctx, kv_heads * head_dim] */
+struct model_scratch {
+    int max_tokens;
     float *x;      /* [max_tokens, hidden] residual stream */
     float *xn;     /* [max_tokens, hidden] normed input of a block */
     float *tmp;    /* [max_tokens, hidden] block output */
@@ -119,7 +119,6 @@ struct model_state {
     float *topk_weight;    /* [max_tokens, top_k] */
     int *expert_count, *expert_offset; /* [experts + 1] */
     int *slot_of;          /* [max_tokens, top_k]: (token, j) -> row in the grouped buffers */
-    int *slot_token;       /* [max_tokens * top_k] */
     float *grouped_x;      /* [max_tokens * top_k, hidden] tokens gathered by expert */
     float *gate, *up;      /* [max_tokens * top_k, max(moe_inter, inter)] */
     float *grouped_out;    /* [max_tokens * top_k, hidden] */
@@ -136,33 +135,30 @@ size_t model_scratch_floats(const struct model *m, int max_ctx)
     return need > (size_t)max_ctx ? need : (size_t)max_ctx;
 }
 
-void model_state_destroy(struct model_state *s)
+void model_scratch_destroy(struct model_scratch *s)
 {
     if (!s) return;
-    void *bufs[] = {s->k_cache, s->v_cache, s->x, s->xn, s->tmp, s->q, s->k, s->v, s->attn,
-                    s->cos_t, s->sin_t, s->router, s->topk_expert, s->topk_weight,
-                    s->expert_count, s->expert_offset, s->slot_of, s->slot_token, s->grouped_x,
-                    s->gate, s->up, s->grouped_out};
+    void *bufs[] = {s->x, s->xn, s->tmp, s->q, s->k, s->v, s->attn, s->cos_t, s->sin_t, s->router,
+                    s->topk_expert, s->topk_weight, s->expert_count, s->expert_offset, s->slot_of,
+                    s->grouped_x, s->gate, s->up, s->grouped_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
 }
 
-struct model_state *model_state_create(const struct model *m, int max_tokens, int max_ctx,
-                                       struct ms_err *err)
+struct model_scratch *model_scratch_create(const struct model *m, int max_tokens, struct ms_err *err)
 {
     const struct model_config *c = &m->cfg;
-    struct model_state *s = calloc(1, sizeof *s);
+    struct model_scratch *s = calloc(1, sizeof *s);
     if (!s) goto nomem;
     s->max_tokens = max_tokens;
-    s->max_ctx = max_ctx;
     size_t T = (size_t)max_tokens, h = (size_t)c->hidden_size, qd = (size_t)c->num_heads * c->head_dim;
     size_t kvd = (size_t)c->num_kv_heads * c->head_dim, E = (size_t)(c->num_experts ? c->num_experts : 1);
     size_t K = (size_t)(c->num_experts_per_tok ? c->num_experts_per_tok : 1);
     size_t inter = (size_t)(c->moe_intermediate_size > c->intermediate_size ? c->moe_intermediate_size
                                                                              : c->intermediate_size);
-    size_t cache = (size_t)c->num_layers * (size_t)max_ctx * kvd;
-    if (!(s->k_cache = ms_calloc(cache, sizeof(float))) || !(s->v_cache = ms_calloc(cache, sizeof(float))) ||
-        !(s->x = ms_calloc(T * h, sizeof(float))) || !(s->xn = ms_calloc(T * h, sizeof(float))) ||
+    /* dense layers run through the same gate/up buffers with K = 1 */
+    size_t rows = T * K;
+    if (!(s->x = ms_calloc(T * h, sizeof(float))) || !(s->xn = ms_calloc(T * h, sizeof(float))) ||
         !(s->tmp = ms_calloc(T * h, sizeof(float))) || !(s->q = ms_calloc(T * qd, sizeof(float))) ||
         !(s->k = ms_calloc(T * kvd, sizeof(float))) || !(s->v = ms_calloc(T * kvd, sizeof(float))) ||
         !(s->attn = ms_calloc(T * qd, sizeof(float))) ||
@@ -171,16 +167,14 @@ struct model_state *model_state_create(const struct model *m, int max_tokens, in
         !(s->router = ms_calloc(T * E, sizeof(float))) || !(s->topk_expert = ms_calloc(T * K, sizeof(int))) ||
         !(s->topk_weight = ms_calloc(T * K, sizeof(float))) ||
         !(s->expert_count = ms_calloc(E + 1, sizeof(int))) || !(s->expert_offset = ms_calloc(E + 1, sizeof(int))) ||
-        !(s->slot_of = ms_calloc(T * K, sizeof(int))) || !(s->slot_token = ms_calloc(T * K, sizeof(int))) ||
-        !(s->grouped_x = ms_calloc(T * K * h, sizeof(float))) ||
-        !(s->gate = ms_calloc(T * K * inter, sizeof(float))) || !(s->up = ms_calloc(T * K * inter, sizeof(float))) ||
-        !(s->grouped_out = ms_calloc(T * K * h, sizeof(float))))
+        !(s->slot_of = ms_calloc(T * K, sizeof(int))) || !(s->grouped_x = ms_calloc(rows * h, sizeof(float))) ||
+        !(s->gate = ms_calloc(rows * inter, sizeof(float))) || !(s->up = ms_calloc(rows * inter, sizeof(float))) ||
+        !(s->grouped_out = ms_calloc(rows * h, sizeof(float))))
         goto nomem;
     return s;
 nomem:
-    model_state_destroy(s);
-    ms_err_set(err, MS_ERR_NOMEM, "out of memory allocating the KV cache and scratch (%d tokens, context %d)",
-               max_tokens, max_ctx);
+    model_scratch_destroy(s);
+    ms_err_set(err, MS_ERR_NOMEM, "out of memory allocating forward scratch for %d tokens", max_tokens);
     return NULL;
 }
 
@@ -189,40 +183,42 @@ nomem:
 
 struct attn_job {
     const struct model *m;
-    struct model_state *s;
+    struct model_scratch *s;
+    const struct kv_cache *kv;
+    const struct fwd_batch *b;
     struct threadpool *tp;
-    int layer, n, pos0;
+    int layer;
 };
 
-/* One (token, query head): causal softmax attention over the cached positions 0..pos. */
+/* One (token, query head): causal softmax attention over positions 0..pos of the token's
+ * sequence, read through its block table. */
 static void attn_task(void *p, int task, int thread)
 {
     const struct attn_job *j = p;
     const struct model_config *c = &j->m->cfg;
+    const struct kv_cache *kv = j->kv;
     int t = task / c->num_heads, h = task % c->num_heads;
-    int hd = c->head_dim, kvd = c->num_kv_heads * hd, kvh = h / (c->num_heads / c->num_kv_heads);
-    int pos = j->pos0 + t;
+    int hd = c->head_dim, kvh = h / (c->num_heads / c->num_kv_heads), bs = kv->block_size;
+    int pos = j->b->positions[t];
+    const int32_t *table = j->b->block_tables[j->b->seq_of[t]];
     const float *q = j->s->q + ((size_t)t * c->num_heads + h) * hd;
-    const float *kc = j->s->k_cache + (size_t)j->layer * j->s->max_ctx * kvd + (size_t)kvh * hd;
-    const float *vc = j->s->v_cache + (size_t)j->layer * j->s->max_ctx * kvd + (size_t)kvh * hd;
     float *scores = tp_scratch(j->tp, thread);
     float scale = 1.0f / sqrtf((float)hd);
-    for (int p2 = 0; p2 <= pos; p2++) scores[p2] = kern_dot(q, kc + (size_t)p2 * kvd, hd) * scale;
+    for (int p2 = 0; p2 <= pos; p2++)
+        scores[p2] = kv_cache_dot_k(kv, j->layer, table[p2 / bs] * bs + p2 % bs, kvh, q) * scale;
     kern_softmax(scores, pos + 1);
     float *out = j->s->attn + ((size_t)t * c->num_heads + h) * hd;
     memset(out, 0, (size_t)hd * sizeof *out);
-    for (int p2 = 0; p2 <= pos; p2++) {
-        const float *vrow = vc + (size_t)p2 * kvd;
-        for (int d = 0; d < hd; d++) out[d] += scores[p2] * vrow[d];
-    }
+    for (int p2 = 0; p2 <= pos; p2++)
+        kv_cache_acc_v(kv, j->layer, table[p2 / bs] * bs + p2 % bs, kvh, scores[p2], out);
 }
 
-static void attention(const struct model *m, struct model_state *s, struct threadpool *tp, int l, int n,
-                      int pos0)
+static void attention(const struct model *m, struct model_scratch *s, struct kv_cache *kv,
+                      struct threadpool *tp, const struct fwd_batch *b, int l)
 {
     const struct model_config *c = &m->cfg;
     const struct layer_weights *L = &m->weights->layers[l];
-    int hd = c->head_dim, qd = c->num_heads * hd, kvd = c->num_kv_heads * hd, half = hd / 2;
+    int n = b->n_tokens, hd = c->head_dim, qd = c->num_heads * hd, kvd = c->num_kv_heads * hd, half = hd / 2;
     kern_matmul(tp, &L->q, s->xn, n, s->q, qd);
     kern_matmul(tp, &L->k, s->xn, n, s->k, kvd);
     kern_matmul(tp, &L->v, s->xn, n, s->v, kvd);
@@ -239,16 +235,14 @@ static void attention(const struct model *m, struct model_state *s, struct threa
             kern_rmsnorm(kh, kh, m->norms[l].k, hd, eps);
             kern_rope(kh, hd, cs, sn);
         }
-        size_t slot = ((size_t)l * s->max_ctx + (size_t)(pos0 + t)) * kvd;
-        memcpy(s->k_cache + slot, s->k + (size_t)t * kvd, (size_t)kvd * sizeof(float));
-        memcpy(s->v_cache + slot, s->v + (size_t)t * kvd, (size_t)kvd * sizeof(float));
+        kv_cache_write(kv, l, b->slots[t], s->k + (size_t)t * kvd, s->v + (size_t)t * kvd);
     }
-    struct attn_job job = {m, s, tp, l, n, pos0};
+    struct attn_job job = {m, s, kv, b, tp, l};
     tp_run(tp, n * c->num_heads, attn_task, &job);
     kern_matmul(tp, &L->o, s->attn, n, s->tmp, c->hidden_size);
 }
 
-static void dense_mlp(const struct model *m, struct model_state *s, struct threadpool *tp,
+static void dense_mlp(const struct model *m, struct model_scratch *s, struct threadpool *tp,
                       const struct expert_weights *w, const float *x, int n, float *out)
 {
     int inter = (int)w->gate.shape[0];
@@ -260,7 +254,7 @@ static void dense_mlp(const struct model *m, struct model_state *s, struct threa
 
 /* Router: softmax over all experts, keep the top k (lowest index first on ties), and
  * renormalise the kept weights when norm_topk_prob. */
-static void route(const struct model *m, struct model_state *s, struct threadpool *tp, int l, int n)
+static void route(const struct model *m, struct model_scratch *s, struct threadpool *tp, int l, int n)
 {
     const struct model_config *c = &m->cfg;
     int E = c->num_experts, K = c->num_experts_per_tok;
@@ -288,7 +282,7 @@ static void route(const struct model *m, struct model_state *s, struct threadpoo
 
 /* Sparse MoE: route, group the (token, expert) pairs by expert with a counting sort, run each
  * expert that received tokens once over all of them, then add the weighted outputs back. */
-static void moe(const struct model *m, struct model_state *s, struct threadpool *tp, int l, int n)
+static void moe(const struct model *m, struct model_scratch *s, struct threadpool *tp, int l, int n)
 {
     const struct model_config *c = &m->cfg;
     int E = c->num_experts, K = c->num_experts_per_tok, h = c->hidden_size;
@@ -302,7 +296,6 @@ static void moe(const struct model *m, struct model_state *s, struct threadpool 
         int e = s->topk_expert[i];
         int slot = s->expert_offset[e] + s->expert_count[e]++;
         s->slot_of[i] = slot;
-        s->slot_token[slot] = i / K;
         memcpy(s->grouped_x + (size_t)slot * h, s->xn + (size_t)(i / K) * h, (size_t)h * sizeof(float));
     }
     for (int e = 0; e < E; e++) {
@@ -322,12 +315,12 @@ static void moe(const struct model *m, struct model_state *s, struct threadpool 
     }
 }
 
-static void rope_tables(const struct model *m, struct model_state *s, int n, int pos0)
+static void rope_tables(const struct model *m, struct model_scratch *s, const struct fwd_batch *b)
 {
     int half = m->cfg.head_dim / 2;
-    for (int t = 0; t < n; t++)
+    for (int t = 0; t < b->n_tokens; t++)
         for (int i = 0; i < half; i++) {
-            float angle = (float)(pos0 + t) * m->inv_freq[i];
+            float angle = (float)b->positions[t] * m->inv_freq[i];
             s->cos_t[(size_t)t * half + i] = cosf(angle) * m->rope_scale;
             s->sin_t[(size_t)t * half + i] = sinf(angle) * m->rope_scale;
         }
@@ -336,28 +329,25 @@ static void rope_tables(const struct model *m, struct model_state *s, int n, int
 /* ---------------------------------------------------------------------------------------------
  * The forward pass, top to bottom. */
 
-int model_forward(const struct model *m, struct model_state *s, struct threadpool *tp,
-                  const int32_t *tokens, int n, int pos0, float *logits, bool all_logits,
+int model_forward(const struct model *m, struct model_scratch *s, struct kv_cache *kv,
+                  struct threadpool *tp, const struct fwd_batch *b, float *logits,
                   struct ms_err *err)
 {
     const struct model_config *c = &m->cfg;
-    int h = c->hidden_size;
+    int h = c->hidden_size, n = b->n_tokens;
     if (n < 1 || n > s->max_tokens)
         return ms_err_set(err, MS_ERR_INVALID, "forward of %d tokens (limit %d)", n, s->max_tokens);
-    if (pos0 < 0 || pos0 + n > s->max_ctx)
-        return ms_err_set(err, MS_ERR_INVALID, "context overflow: %d positions, the context holds %d",
-                          pos0 + n, s->max_ctx);
     for (int t = 0; t < n; t++) {
-        if (tokens[t] < 0 || tokens[t] >= c->vocab_size)
-            return ms_err_set(err, MS_ERR_INVALID, "token id %d is outside the vocabulary [0, %d)", tokens[t],
+        if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
+            return ms_err_set(err, MS_ERR_INVALID, "token id %d is outside the vocabulary [0, %d)", b->tokens[t],
                               c->vocab_size);
-        tensor_to_f32(&m->weights->embed, (int64_t)tokens[t] * h, h, s->x + (size_t)t * h);
+        tensor_to_f32(&m->weights->embed, (int64_t)b->tokens[t] * h, h, s->x + (size_t)t * h);
     }
-    rope_tables(m, s, n, pos0);
+    rope_tables(m, s, b);
     float eps = (float)c->rms_norm_eps;
     for (int l = 0; l < c->num_layers; l++) {
         for (int t = 0; t < n; t++) kern_rmsnorm(s->xn + (size_t)t * h, s->x + (size_t)t * h, m->norms[l].attn, h, eps);
-        attention(m, s, tp, l, n, pos0);
+        attention(m, s, kv, tp, b, l);
         for (size_t i = 0; i < (size_t)n * h; i++) s->x[i] += s->tmp[i];
         for (int t = 0; t < n; t++) kern_rmsnorm(s->xn + (size_t)t * h, s->x + (size_t)t * h, m->norms[l].ffn, h, eps);
         if (m->weights->layers[l].sparse)
@@ -366,8 +356,9 @@ int model_forward(const struct model *m, struct model_state *s, struct threadpoo
             dense_mlp(m, s, tp, &m->weights->layers[l].mlp, s->xn, n, s->tmp);
         for (size_t i = 0; i < (size_t)n * h; i++) s->x[i] += s->tmp[i];
     }
-    int first = all_logits ? 0 : n - 1;
-    for (int t = first; t < n; t++) kern_rmsnorm(s->xn + (size_t)t * h, s->x + (size_t)t * h, m->final_norm, h, eps);
-    kern_matmul(tp, &m->weights->lm_head, s->xn + (size_t)first * h, n - first, logits, c->vocab_size);
+    /* only the rows whose logits are wanted go through the final norm and lm_head */
+    for (int i = 0; i < b->n_logits; i++)
+        kern_rmsnorm(s->xn + (size_t)i * h, s->x + (size_t)b->logit_rows[i] * h, m->final_norm, h, eps);
+    kern_matmul(tp, &m->weights->lm_head, s->xn, b->n_logits, logits, c->vocab_size);
     return MS_OK;
 }

@@ -2,8 +2,8 @@
  * Qwen3MoeForCausalLM: embed -> layers (RMSNorm, attention with QK-norm and RoPE, RMSNorm,
  * sparse MoE or dense SwiGLU MLP, residuals) -> final RMSNorm -> lm_head.
  *
- * A loaded model is immutable and may be shared; a model_state holds one sequence's KV cache and
- * the scratch for a forward of up to max_tokens tokens, and is used by one thread at a time. */
+ * A loaded model is immutable and may be shared. A forward runs one batch of tokens from many
+ * sequences over a paged KV cache, with scratch from a model_scratch (one user at a time). */
 #ifndef MS_ENGINE_MODEL_H
 #define MS_ENGINE_MODEL_H
 
@@ -33,23 +33,39 @@ struct model {
 int model_load(const char *model_dir, bool show_progress, struct model **out, struct ms_err *err);
 void model_free(struct model *m);
 
-/* Floats of per-thread scratch a pool needs to run this model's forward over `max_ctx`
- * positions (pass it to tp_create). */
+/* Floats of per-thread scratch a pool needs to run this model's forward over contexts of up to
+ * `max_ctx` positions (pass it to tp_create). */
 size_t model_scratch_floats(const struct model *m, int max_ctx);
 
-struct model_state;
+/* One step's tokens, from any number of sequences, flattened. Plain data built by the caller;
+ * the model only reads it. Tokens of one sequence are contiguous and in position order. */
+struct fwd_batch {
+    int n_tokens;
+    const int32_t *tokens;    /* [n_tokens] */
+    const int32_t *positions; /* [n_tokens] */
+    const int32_t *slots;     /* [n_tokens] KV slot each token's K/V is written to */
+    const int32_t *seq_of;    /* [n_tokens] index of the token's sequence in this batch */
+    int n_seqs;
+    const int32_t *const *block_tables; /* [n_seqs] -> block ids covering positions 0..pos */
+    int n_logits;
+    const int32_t *logit_rows; /* [n_logits] token rows whose logits are wanted, increasing */
+};
 
-/* A sequence's KV cache for up to max_ctx positions plus scratch for forwards of up to
- * max_tokens tokens. NULL on failure (err set). */
-struct model_state *model_state_create(const struct model *m, int max_tokens, int max_ctx,
-                                       struct ms_err *err);
-void model_state_destroy(struct model_state *s);
+struct model_scratch;
+struct kv_cache;
 
-/* Runs tokens[0..n) at positions pos0 .. pos0+n-1, appending their K/V to the state (positions
- * before pos0 must already be there). Writes logits [n, vocab] when all_logits, else [1, vocab]
- * for the last token. Returns MS_ERR_INVALID for an out-of-vocab token or a context overflow. */
-int model_forward(const struct model *m, struct model_state *s, struct threadpool *tp,
-                  const int32_t *tokens, int n, int pos0, float *logits, bool all_logits,
+/* Scratch for forwards of up to max_tokens tokens and max_logits logit rows; no allocation
+ * happens after this. NULL on failure (err set). */
+struct model_scratch *model_scratch_create(const struct model *m, int max_tokens, struct ms_err *err);
+void model_scratch_destroy(struct model_scratch *s);
+
+/* Runs one batch: writes every token's K/V to its slot, attends causally over each sequence's
+ * blocks (positions 0..pos of the token), and writes logits [n_logits, vocab]. Token ids and
+ * sizes are checked by the caller (the engine validates at submit); out-of-range ids are an
+ * MS_ERR_INVALID here too, never a crash. Each token's result depends only on its own sequence,
+ * never on what else is in the batch (the kernels are batch-invariant). */
+int model_forward(const struct model *m, struct model_scratch *s, struct kv_cache *kv,
+                  struct threadpool *tp, const struct fwd_batch *b, float *logits,
                   struct ms_err *err);
 
 #endif

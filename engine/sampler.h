@@ -1,30 +1,69 @@
-/* Picks the next token from a row of logits. Greedy when temperature is 0; otherwise samples
- * from softmax(logits / temperature) with the request's own random stream, so the same seed and
- * prompt give the same tokens whatever else runs beside them. */
+/* Turns one row of logits into the next token, per request: logit bias, repetition / presence /
+ * frequency penalties, then greedy (temperature 0) or temperature + top-k + top-p + min-p
+ * sampling from the request's own random stream. The same seed and prompt give the same tokens
+ * whatever else shares the batch. Log-probabilities are those of the model's raw distribution
+ * (log_softmax of the logits before any processing), as vLLM reports them.
+ *
+ * A struct sampler holds vocabulary-sized scratch; engine thread only. */
 #ifndef MS_ENGINE_SAMPLER_H
 #define MS_ENGINE_SAMPLER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
-struct sampling_params {
-    float temperature; /* 0 = greedy */
-    uint64_t seed;
+#include "common/ms_common.h"
+
+#define SAMPLER_MAX_TOP_LOGPROBS 20
+
+struct logit_bias_entry {
+    int32_t token;
+    float bias;
 };
+
+struct sampling_params {
+    float temperature;        /* 0 = greedy */
+    int top_k;                /* <= 0: off */
+    float top_p;              /* 1: off */
+    float min_p;              /* 0: off */
+    float repetition_penalty; /* 1: off; HF style over prompt and output tokens */
+    float presence_penalty;   /* 0: off; OpenAI style over output tokens */
+    float frequency_penalty;  /* 0: off */
+    int n_logit_bias;
+    const struct logit_bias_entry *logit_bias; /* borrowed from the request */
+    uint64_t seed;
+    int logprobs;             /* -1: none; k >= 0: the chosen token's logprob and the top k */
+};
+
+/* Defaults that mean "no processing": greedy, no penalties, no logprobs. */
+void sampling_params_init(struct sampling_params *p);
 
 struct sampler_rng {
     uint64_t state;
 };
 
 void sampler_rng_seed(struct sampler_rng *rng, uint64_t seed);
+double sampler_rng_uniform(struct sampler_rng *rng); /* in [0, 1) */
 
-/* Uniform double in [0, 1). */
-double sampler_rng_uniform(struct sampler_rng *rng);
+struct sample_result {
+    int32_t token;
+    float logprob;  /* of `token` under the raw distribution; set when params.logprobs >= 0 */
+    int n_top;
+    int32_t top_ids[SAMPLER_MAX_TOP_LOGPROBS];
+    float top_logprobs[SAMPLER_MAX_TOP_LOGPROBS];
+};
 
-/* Index of the largest logit (lowest index on ties). */
+struct sampler;
+
+struct sampler *sampler_create(int vocab_size, struct ms_err *err);
+void sampler_destroy(struct sampler *s);
+
+/* Samples from `logits` (vocab_size values; modified in place). `history` holds the prompt then
+ * the output so far; n_prompt of them are prompt. */
+void sampler_sample(struct sampler *s, float *logits, const struct sampling_params *p,
+                    const int32_t *history, int n_history, int n_prompt, struct sampler_rng *rng,
+                    struct sample_result *out);
+
+/* Index of the largest value (lowest index on ties). */
 int32_t sampler_argmax(const float *logits, int n);
-
-/* Samples a token; `work` is scratch of n floats (logits are left untouched). */
-int32_t sampler_sample(const float *logits, int n, const struct sampling_params *p,
-                       struct sampler_rng *rng, float *work);
 
 #endif

@@ -1,0 +1,490 @@
+#include "engine/engine.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/kv_block_pool.h"
+#include "engine/kv_cache.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "engine/threadpool.h"
+
+struct engine {
+    const struct model *model;
+    struct engine_config cfg;
+    int pool_tokens; /* block capacity in tokens */
+
+    /* engine thread only */
+    struct kv_pool *pool;
+    struct kv_cache *kv;
+    struct scheduler *sched;
+    struct threadpool *tp;
+    struct model_scratch *scratch;
+    struct sampler *sampler;
+    float *logits;                       /* [max_num_seqs, vocab] */
+    int32_t *b_tokens, *b_pos, *b_slots, *b_seq; /* [max_num_batched_tokens] */
+    int32_t *b_logit_rows, *b_logit_seq; /* [max_num_seqs] */
+    const int32_t **b_tables;            /* [max_num_seqs] */
+    struct engine_stats counters;        /* the engine thread's running totals */
+    struct request **taken_inbox;        /* inbox arrays swapped out under the lock */
+    int n_taken_inbox, cap_taken_inbox;
+    uint64_t *taken_aborts;
+    int n_taken_aborts, cap_taken_aborts;
+
+    /* `lock` guards the inbox, the aborts, `stopping` and `published` */
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    struct request **inbox;
+    int n_inbox, cap_inbox;
+    uint64_t *aborts;
+    int n_aborts, cap_aborts;
+    bool stopping;
+    struct engine_stats published;       /* snapshot for engine_get_stats */
+    pthread_t thread;
+    bool thread_started;
+    atomic_uint_fast64_t next_id;        /* request ids, any thread */
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Configuration */
+
+int engine_config_resolve(struct engine_config *c, const struct model *m, struct ms_err *err)
+{
+    int model_max = m->cfg.max_position_embeddings;
+    if (!c->max_num_seqs) c->max_num_seqs = 8;
+    if (!c->max_num_batched_tokens) c->max_num_batched_tokens = 512;
+    if (!c->block_size) c->block_size = 16;
+    if (!c->max_model_len) c->max_model_len = model_max < 8192 ? model_max : 8192;
+    if (!c->threads) c->threads = 1;
+    if (c->max_num_seqs < 1 || c->max_num_seqs > 4096)
+        return ms_err_set(err, MS_ERR_INVALID, "max-num-seqs %d must be in [1, 4096]", c->max_num_seqs);
+    if (c->max_num_batched_tokens < c->max_num_seqs)
+        return ms_err_set(err, MS_ERR_INVALID, "max-num-batched-tokens %d must be at least max-num-seqs %d",
+                          c->max_num_batched_tokens, c->max_num_seqs);
+    if (c->block_size < 1 || c->block_size > 1024)
+        return ms_err_set(err, MS_ERR_INVALID, "block-size %d must be in [1, 1024]", c->block_size);
+    if (c->max_model_len < 2 || c->max_model_len > model_max)
+        return ms_err_set(err, MS_ERR_INVALID, "max-model-len %d must be in [2, %d] (the model's max_position_embeddings)",
+                          c->max_model_len, model_max);
+    size_t per_token = kv_cache_bytes_per_token(m->cfg.num_layers, m->cfg.num_kv_heads, m->cfg.head_dim, c->kv_dtype);
+    if (!c->kv_cache_bytes) c->kv_cache_bytes = per_token * (size_t)c->max_model_len * (size_t)c->max_num_seqs;
+    size_t blocks = c->kv_cache_bytes / (per_token * (size_t)c->block_size);
+    if (blocks < 1 || blocks > (1u << 30))
+        return ms_err_set(err, MS_ERR_INVALID, "kv-cache-memory %zu bytes holds %zu blocks of %d tokens (%zu bytes each); need at least one",
+                          c->kv_cache_bytes, blocks, c->block_size, per_token * (size_t)c->block_size);
+    return MS_OK;
+}
+
+const struct engine_config *engine_get_config(const struct engine *e)
+{
+    return &e->cfg;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Finishing requests */
+
+static void finish(struct engine *e, struct request *r, enum finish_reason why, const char *error)
+{
+    sched_remove_request(e->sched, r);
+    struct stream_event ev = {.finish = why, .token = -1, .prompt_tokens = r->n_prompt,
+                              .completion_tokens = request_num_output(r), .cached_tokens = r->num_cached_prompt};
+    if (error) ms_strlcpy(ev.error, error, sizeof ev.error);
+    e->counters.finished[why]++;
+    stream_push(r->stream, &ev);
+    request_destroy(r);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * One step: schedule, execute, update. */
+
+/* Flattens the scheduled requests into one batch; rows whose chunk reaches the end of the
+ * request's tokens need logits (a token is sampled after them). */
+static void build_batch(struct engine *e, const struct sched_output *so, struct fwd_batch *b)
+{
+    int t = 0, bs = e->cfg.block_size;
+    b->n_logits = 0;
+    for (int i = 0; i < so->n; i++) {
+        const struct request *r = so->reqs[i];
+        for (int k = 0; k < so->num_tokens[i]; k++, t++) {
+            int pos = r->num_computed + k;
+            e->b_tokens[t] = r->tokens[pos];
+            e->b_pos[t] = pos;
+            e->b_slots[t] = r->block_table[pos / bs] * bs + pos % bs;
+            e->b_seq[t] = i;
+        }
+        e->b_tables[i] = r->block_table;
+        if (r->num_computed + so->num_tokens[i] == r->n_tokens) {
+            e->b_logit_rows[b->n_logits] = t - 1;
+            e->b_logit_seq[b->n_logits++] = i;
+        }
+    }
+    *b = (struct fwd_batch){t, e->b_tokens, e->b_pos, e->b_slots, e->b_seq, so->n, e->b_tables, b->n_logits,
+                            e->b_logit_rows};
+}
+
+static bool is_stop_token(const struct engine *e, const struct request *r, int32_t tok)
+{
+    if (!r->ignore_eos && model_config_is_eos(&e->model->cfg, tok)) return true;
+    for (int i = 0; i < r->n_stop_token_ids; i++)
+        if (r->stop_token_ids[i] == tok) return true;
+    return false;
+}
+
+/* Samples the next token of r from its logits row, streams it, and finishes r if it stops. */
+static void update_request(struct engine *e, struct request *r, float *logits)
+{
+    struct sample_result res;
+    sampler_sample(e->sampler, logits, &r->sampling, r->tokens, r->n_tokens, r->n_prompt, &r->rng, &res);
+    r->tokens[r->n_tokens++] = res.token;
+    e->counters.generation_tokens++;
+    if (is_stop_token(e, r, res.token)) {
+        finish(e, r, FINISH_STOP, NULL);
+        return;
+    }
+    struct stream_event ev = {.finish = FINISH_NONE, .token = res.token, .sample = res};
+    stream_push(r->stream, &ev);
+    if (request_num_output(r) >= r->max_tokens) finish(e, r, FINISH_LENGTH, NULL);
+}
+
+static void step(struct engine *e)
+{
+    struct sched_output so;
+    sched_schedule(e->sched, &so);
+    if (so.n == 0) {
+        /* nothing can run: only possible if the head of the queue can never fit */
+        struct request *r = sched_any(e->sched);
+        if (r) finish(e, r, FINISH_ERROR, "the request does not fit in the KV cache");
+        return;
+    }
+    struct fwd_batch b;
+    build_batch(e, &so, &b);
+    struct ms_err err = {{0}};
+    int rc = model_forward(e->model, e->scratch, e->kv, e->tp, &b, e->logits, &err);
+    for (int i = 0; i < so.n; i++) {
+        struct request *r = so.reqs[i];
+        int before = r->num_computed;
+        r->num_computed += so.num_tokens[i];
+        if (before < r->n_prompt) {
+            int end = r->num_computed < r->n_prompt ? r->num_computed : r->n_prompt;
+            e->counters.prompt_tokens += (uint64_t)(end - before);
+        }
+        if (!rc) sched_commit_blocks(e->sched, r);
+    }
+    if (rc) {
+        fprintf(stderr, "moeserve: engine: forward failed: %s\n", err.msg);
+        for (int i = 0; i < so.n; i++) finish(e, so.reqs[i], FINISH_ERROR, err.msg);
+        return;
+    }
+    /* logit rows are in batch order; finishing a request never touches another's row */
+    for (int j = 0; j < b.n_logits; j++)
+        update_request(e, so.reqs[e->b_logit_seq[j]], e->logits + (size_t)j * e->model->cfg.vocab_size);
+    e->counters.steps++;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The engine thread */
+
+static void publish_stats(struct engine *e)
+{
+    struct engine_stats *c = &e->counters;
+    c->running = sched_num_running(e->sched);
+    c->waiting = sched_num_waiting(e->sched);
+    c->kv_blocks_total = kv_pool_num_blocks(e->pool);
+    c->kv_blocks_used = c->kv_blocks_total - kv_pool_num_free(e->pool);
+    struct kv_pool_stats ps = kv_pool_get_stats(e->pool);
+    c->prefix_cache_queries = ps.cache_queries;
+    c->prefix_cache_hits = ps.cache_hits;
+    c->preemptions = sched_num_preemptions(e->sched);
+    c->last_step_at = ms_now();
+    c->alive = true;
+    pthread_mutex_lock(&e->lock);
+    e->published = *c;
+    pthread_mutex_unlock(&e->lock);
+}
+
+/* Takes the inbox and the pending aborts under the lock (by swapping arrays with the engine
+ * thread's own), so that streams are pushed to without holding e->lock. */
+static void take_inbox_locked(struct engine *e)
+{
+    struct request **r = e->inbox;
+    e->inbox = e->taken_inbox;
+    e->taken_inbox = r;
+    e->n_taken_inbox = e->n_inbox;
+    int cap = e->cap_inbox;
+    e->cap_inbox = e->cap_taken_inbox;
+    e->cap_taken_inbox = cap;
+    e->n_inbox = 0;
+    uint64_t *a = e->aborts;
+    e->aborts = e->taken_aborts;
+    e->taken_aborts = a;
+    e->n_taken_aborts = e->n_aborts;
+    cap = e->cap_aborts;
+    e->cap_aborts = e->cap_taken_aborts;
+    e->cap_taken_aborts = cap;
+    e->n_aborts = 0;
+}
+
+static void apply_inbox(struct engine *e)
+{
+    for (int i = 0; i < e->n_taken_inbox; i++) {
+        struct ms_err err = {{0}};
+        struct request *r = e->taken_inbox[i];
+        if (sched_add_request(e->sched, r, &err)) {
+            struct stream_event ev = {.finish = FINISH_ERROR, .token = -1, .prompt_tokens = r->n_prompt};
+            ms_strlcpy(ev.error, err.msg, sizeof ev.error);
+            e->counters.finished[FINISH_ERROR]++;
+            stream_push(r->stream, &ev);
+            request_destroy(r);
+        }
+    }
+    e->n_taken_inbox = 0;
+    for (int i = 0; i < e->n_taken_aborts; i++) {
+        struct request *r = sched_find(e->sched, e->taken_aborts[i]);
+        if (r) finish(e, r, FINISH_ABORT, NULL);
+    }
+    e->n_taken_aborts = 0;
+}
+
+static void *engine_main(void *arg)
+{
+    struct engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->lock);
+        while (!e->stopping && e->n_inbox == 0 && e->n_aborts == 0 && !sched_any(e->sched)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1; /* wake once a second so liveness stays fresh while idle */
+            pthread_cond_timedwait(&e->wake, &e->lock, &ts);
+            e->published.last_step_at = ms_now();
+        }
+        bool stopping = e->stopping;
+        take_inbox_locked(e);
+        pthread_mutex_unlock(&e->lock);
+        apply_inbox(e);
+        if (stopping) break;
+        if (sched_any(e->sched)) step(e);
+        publish_stats(e);
+    }
+    struct request *r;
+    while ((r = sched_any(e->sched))) finish(e, r, FINISH_ABORT, NULL);
+    publish_stats(e);
+    pthread_mutex_lock(&e->lock);
+    e->published.alive = false;
+    pthread_mutex_unlock(&e->lock);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Life cycle */
+
+static int alloc_buffers(struct engine *e, struct ms_err *err)
+{
+    const struct engine_config *c = &e->cfg;
+    size_t T = (size_t)c->max_num_batched_tokens, S = (size_t)c->max_num_seqs;
+    e->logits = ms_calloc(S * (size_t)e->model->cfg.vocab_size, sizeof(float));
+    e->b_tokens = ms_calloc(T, sizeof(int32_t));
+    e->b_pos = ms_calloc(T, sizeof(int32_t));
+    e->b_slots = ms_calloc(T, sizeof(int32_t));
+    e->b_seq = ms_calloc(T, sizeof(int32_t));
+    e->b_logit_rows = ms_calloc(S, sizeof(int32_t));
+    e->b_logit_seq = ms_calloc(S, sizeof(int32_t));
+    e->b_tables = ms_calloc(S, sizeof(*e->b_tables));
+    if (!e->logits || !e->b_tokens || !e->b_pos || !e->b_slots || !e->b_seq || !e->b_logit_rows ||
+        !e->b_logit_seq || !e->b_tables)
+        return ms_err_set(err, MS_ERR_NOMEM, "out of memory for the engine's batch buffers");
+    return MS_OK;
+}
+
+struct engine *engine_create(const struct model *m, const struct engine_config *cfg, struct ms_err *err)
+{
+    struct engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    e->model = m;
+    e->cfg = *cfg;
+    pthread_mutex_init(&e->lock, NULL);
+    pthread_cond_init(&e->wake, NULL);
+    const struct model_config *mc = &m->cfg;
+    size_t per_token = kv_cache_bytes_per_token(mc->num_layers, mc->num_kv_heads, mc->head_dim, cfg->kv_dtype);
+    int blocks = (int)(cfg->kv_cache_bytes / (per_token * (size_t)cfg->block_size));
+    e->pool_tokens = blocks * cfg->block_size;
+    struct sched_config sc = {cfg->max_num_seqs, cfg->max_num_batched_tokens, cfg->block_size, cfg->prefix_caching};
+    if (!(e->pool = kv_pool_create(blocks, err)) ||
+        !(e->kv = kv_cache_create(mc->num_layers, blocks, cfg->block_size, mc->num_kv_heads, mc->head_dim,
+                                  cfg->kv_dtype, err)) ||
+        !(e->sched = sched_create(&sc, e->pool, err)) ||
+        !(e->tp = tp_create(cfg->threads, model_scratch_floats(m, cfg->max_model_len), err)) ||
+        !(e->scratch = model_scratch_create(m, cfg->max_num_batched_tokens, err)) ||
+        !(e->sampler = sampler_create(mc->vocab_size, err)) || alloc_buffers(e, err))
+        goto fail;
+    publish_stats(e);
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        ms_err_set(err, MS_ERR_INTERNAL, "could not start the engine thread");
+        goto fail;
+    }
+    e->thread_started = true;
+    return e;
+fail:
+    engine_destroy(e);
+    return NULL;
+}
+
+void engine_destroy(struct engine *e)
+{
+    if (!e) return;
+    if (e->thread_started) {
+        pthread_mutex_lock(&e->lock);
+        e->stopping = true;
+        pthread_cond_signal(&e->wake);
+        pthread_mutex_unlock(&e->lock);
+        pthread_join(e->thread, NULL);
+    }
+    for (int i = 0; i < e->n_inbox; i++) request_destroy(e->inbox[i]);
+    for (int i = 0; i < e->n_taken_inbox; i++) request_destroy(e->taken_inbox[i]);
+    free(e->taken_inbox);
+    free(e->taken_aborts);
+    sched_destroy(e->sched);
+    kv_pool_destroy(e->pool);
+    kv_cache_destroy(e->kv);
+    tp_destroy(e->tp);
+    model_scratch_destroy(e->scratch);
+    sampler_destroy(e->sampler);
+    free(e->logits);
+    free(e->b_tokens);
+    free(e->b_pos);
+    free(e->b_slots);
+    free(e->b_seq);
+    free(e->b_logit_rows);
+    free(e->b_logit_seq);
+    free(e->b_tables);
+    free(e->inbox);
+    free(e->aborts);
+    pthread_mutex_destroy(&e->lock);
+    pthread_cond_destroy(&e->wake);
+    free(e);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Submission (any thread) */
+
+static int validate(const struct engine *e, const struct engine_request_params *p, struct ms_err *err)
+{
+    const struct sampling_params *s = &p->sampling;
+    int vocab = e->model->cfg.vocab_size, max_len = e->cfg.max_model_len;
+    if (p->n_prompt < 1) return ms_err_set(err, MS_ERR_INVALID, "the prompt is empty");
+    if (p->n_prompt >= max_len)
+        return ms_err_set(err, MS_ERR_INVALID,
+                          "the prompt has %d tokens but this model's maximum context length is %d tokens, "
+                          "which leaves no room to generate", p->n_prompt, max_len);
+    for (int i = 0; i < p->n_prompt; i++)
+        if (p->prompt[i] < 0 || p->prompt[i] >= vocab)
+            return ms_err_set(err, MS_ERR_INVALID, "prompt token id %d is outside the vocabulary [0, %d)",
+                              p->prompt[i], vocab);
+    if (p->max_tokens < 1) return ms_err_set(err, MS_ERR_INVALID, "max_tokens must be at least 1");
+    long need = (long)p->n_prompt + p->max_tokens < max_len ? (long)p->n_prompt + p->max_tokens : max_len;
+    if (need > e->pool_tokens)
+        return ms_err_set(err, MS_ERR_INVALID,
+                          "the request needs %ld tokens of KV cache (prompt %d + max_tokens %d) but the cache "
+                          "holds %d; lower max_tokens or raise --kv-cache-memory", need, p->n_prompt,
+                          p->max_tokens, e->pool_tokens);
+    if (!(s->temperature >= 0 && s->temperature <= 100))
+        return ms_err_set(err, MS_ERR_INVALID, "temperature must be in [0, 100]");
+    if (!(s->top_p > 0 && s->top_p <= 1)) return ms_err_set(err, MS_ERR_INVALID, "top_p must be in (0, 1]");
+    if (!(s->min_p >= 0 && s->min_p <= 1)) return ms_err_set(err, MS_ERR_INVALID, "min_p must be in [0, 1]");
+    if (s->top_k < -1) return ms_err_set(err, MS_ERR_INVALID, "top_k must be -1 (off), 0 (off) or positive");
+    if (!(s->repetition_penalty > 0 && s->repetition_penalty <= 100))
+        return ms_err_set(err, MS_ERR_INVALID, "repetition_penalty must be in (0, 100]");
+    if (!(fabsf(s->presence_penalty) <= 2) || !(fabsf(s->frequency_penalty) <= 2))
+        return ms_err_set(err, MS_ERR_INVALID, "presence_penalty and frequency_penalty must be in [-2, 2]");
+    if (s->logprobs > SAMPLER_MAX_TOP_LOGPROBS)
+        return ms_err_set(err, MS_ERR_INVALID, "top_logprobs must be at most %d", SAMPLER_MAX_TOP_LOGPROBS);
+    for (int i = 0; i < s->n_logit_bias; i++)
+        if (s->logit_bias[i].token < 0 || s->logit_bias[i].token >= vocab || !isfinite(s->logit_bias[i].bias))
+            return ms_err_set(err, MS_ERR_INVALID, "logit_bias token %d is outside the vocabulary [0, %d)",
+                              s->logit_bias[i].token, vocab);
+    for (int i = 0; i < p->n_stop_token_ids; i++)
+        if (p->stop_token_ids[i] < 0 || p->stop_token_ids[i] >= vocab)
+            return ms_err_set(err, MS_ERR_INVALID, "stop token id %d is outside the vocabulary",
+                              p->stop_token_ids[i]);
+    return MS_OK;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Appends to the inbox; false if it cannot grow. Called with e->lock held. */
+static bool inbox_push_locked(struct engine *e, struct request *r)
+{
+    if (e->n_inbox == e->cap_inbox) {
+        int cap = e->cap_inbox ? e->cap_inbox * 2 : 32;
+        struct request **grown = realloc(e->inbox, (size_t)cap * sizeof *grown);
+        if (!grown) return false;
+        e->inbox = grown;
+        e->cap_inbox = cap;
+    }
+    e->inbox[e->n_inbox++] = r;
+    return true;
+}
+
+int engine_submit(struct engine *e, const struct engine_request_params *p, struct stream *stream,
+                  uint64_t *id_out, struct ms_err *err)
+{
+    int rc = validate(e, p, err);
+    if (rc) return rc;
+    uint64_t id = atomic_fetch_add(&e->next_id, 1) + 1;
+    struct engine_request_params q = *p;
+    if (!p->seed_given) q.sampling.seed = mix64(id ^ (uint64_t)(ms_now() * 1e9));
+    struct request *r = request_create(id, &q, e->cfg.max_model_len, e->cfg.block_size, stream, err);
+    if (!r) return MS_ERR_NOMEM;
+    r->arrival = id;
+    r->t_arrival = ms_now();
+    /* the stopping check and the push are one critical section: the engine thread drains the
+     * inbox after it sees `stopping`, so no accepted request is left without a final event */
+    pthread_mutex_lock(&e->lock);
+    if (e->stopping) rc = ms_err_set(err, MS_ERR_UNSUPPORTED, "the engine is shutting down");
+    else if (!inbox_push_locked(e, r)) rc = ms_err_set(err, MS_ERR_NOMEM, "out of memory queueing a request");
+    else pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->lock);
+    if (rc) {
+        request_destroy(r);
+        return rc;
+    }
+    *id_out = id;
+    return MS_OK;
+}
+
+void engine_abort(struct engine *e, uint64_t id)
+{
+    pthread_mutex_lock(&e->lock);
+    if (e->n_aborts == e->cap_aborts) {
+        int cap = e->cap_aborts ? e->cap_aborts * 2 : 32;
+        uint64_t *grown = realloc(e->aborts, (size_t)cap * sizeof *grown);
+        if (!grown) { /* the abort is lost only under memory exhaustion; the request still ends */
+            pthread_mutex_unlock(&e->lock);
+            return;
+        }
+        e->aborts = grown;
+        e->cap_aborts = cap;
+    }
+    e->aborts[e->n_aborts++] = id;
+    pthread_cond_signal(&e->wake);
+    pthread_mutex_unlock(&e->lock);
+}
+
+void engine_get_stats(struct engine *e, struct engine_stats *out)
+{
+    pthread_mutex_lock(&e->lock);
+    *out = e->published;
+    pthread_mutex_unlock(&e->lock);
+}

@@ -1,0 +1,71 @@
+/* The inference engine: continuous batching over a paged KV cache.
+ *
+ * engine_create starts the engine thread, the only thread that touches the scheduler, the KV
+ * cache and the model's scratch. Each step it takes new requests and aborts, schedules (decodes
+ * first, then prefill chunks, then admissions, within the token budget), runs one batched
+ * forward over all scheduled tokens, samples, and pushes events to each request's stream.
+ *
+ * Threads: engine_submit, engine_abort and engine_get_stats are safe from any thread.
+ * engine_create and engine_destroy belong to the thread that owns the engine. */
+#ifndef MS_ENGINE_ENGINE_H
+#define MS_ENGINE_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/ms_common.h"
+#include "engine/model.h"
+#include "engine/request.h"
+#include "engine/stream.h"
+#include "engine/tensor.h"
+
+struct engine_config {
+    int max_num_seqs;           /* running requests at most (default 8) */
+    int max_num_batched_tokens; /* tokens per step at most (default 512) */
+    int block_size;             /* tokens per KV block (default 16) */
+    int max_model_len;          /* context length (default min(model's, 8192)) */
+    size_t kv_cache_bytes;      /* KV budget; 0: max_model_len x max_num_seqs tokens */
+    enum tensor_dtype kv_dtype; /* F32 (default), BF16 or F16 */
+    bool prefix_caching;        /* default true */
+    int threads;                /* compute threads (default: cores) */
+};
+
+/* Fills every zero field of cfg with its default for model m, then checks the whole config.
+ * Returns MS_ERR_INVALID with the field named when a value cannot work. */
+int engine_config_resolve(struct engine_config *cfg, const struct model *m, struct ms_err *err);
+
+struct engine;
+
+/* `m` is borrowed and must outlive the engine. cfg must have been resolved. */
+struct engine *engine_create(const struct model *m, const struct engine_config *cfg, struct ms_err *err);
+
+/* Stops the engine thread; every request still queued gets a final FINISH_ABORT event. */
+void engine_destroy(struct engine *e);
+
+/* Validates and queues a request (any thread). On success the engine holds its own reference to
+ * `stream` and will push exactly one final event; *id_out names the request for engine_abort.
+ * On failure nothing was queued and err says which field is wrong (MS_ERR_INVALID), or that
+ * the request can never fit in the KV cache. */
+int engine_submit(struct engine *e, const struct engine_request_params *p, struct stream *stream,
+                  uint64_t *id_out, struct ms_err *err);
+
+/* Cancels a request (any thread). Its blocks are freed at the next step, and its stream gets a
+ * final FINISH_ABORT event. Unknown or finished ids are ignored. */
+void engine_abort(struct engine *e, uint64_t id);
+
+struct engine_stats {
+    int running, waiting;
+    int kv_blocks_total, kv_blocks_used; /* used: held by a request (cached-free blocks are free) */
+    uint64_t prefix_cache_queries, prefix_cache_hits; /* in tokens */
+    uint64_t preemptions, prompt_tokens, generation_tokens, steps;
+    uint64_t finished[FINISH_ERROR + 1]; /* by finish_reason */
+    double last_step_at;  /* ms_now() of the engine loop's last pass (liveness) */
+    bool alive;           /* the engine thread is running */
+};
+
+void engine_get_stats(struct engine *e, struct engine_stats *out);
+
+const struct engine_config *engine_get_config(const struct engine *e);
+
+#endif

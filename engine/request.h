@@ -1,0 +1,66 @@
+/* One generation inside the engine: its tokens (prompt, then output), how many of them have K/V
+ * in the cache, its block table, sampling state and output stream. Engine thread only, except
+ * `id`, which is fixed at creation. */
+#ifndef MS_ENGINE_REQUEST_H
+#define MS_ENGINE_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/ms_common.h"
+#include "engine/sampler.h"
+#include "engine/stream.h"
+
+/* What a caller asks for (engine_submit copies everything; pointers are borrowed for the call). */
+struct engine_request_params {
+    const int32_t *prompt;
+    int n_prompt;
+    int max_tokens;               /* new tokens at most (>= 1) */
+    struct sampling_params sampling;
+    bool seed_given;              /* false: the engine picks a seed */
+    const int32_t *stop_token_ids;
+    int n_stop_token_ids;
+    bool ignore_eos;
+    int priority;                 /* lower runs first; ties by arrival (FCFS) */
+};
+
+enum request_status {
+    REQUEST_STATUS_WAITING,
+    REQUEST_STATUS_RUNNING,
+    REQUEST_STATUS_FINISHED,
+};
+
+struct request {
+    uint64_t id;
+    enum request_status status;
+    int32_t *tokens;          /* [cap]: prompt then output */
+    int n_tokens, n_prompt, cap;
+    int max_tokens;           /* after clamping to the context length */
+    int num_computed;         /* tokens whose K/V are in the cache */
+    int num_cached_prompt;    /* prompt tokens served by the prefix cache at first admission */
+    bool admitted_once;
+    int32_t *block_table;     /* [max_blocks] */
+    int n_blocks, max_blocks;
+    uint64_t *block_hashes;   /* [max_blocks] content hashes of the first n_hashed blocks */
+    int n_hashed;
+    struct sampling_params sampling;
+    struct logit_bias_entry *logit_bias; /* owned copy, sampling.logit_bias points here */
+    int32_t *stop_token_ids;  /* owned copy */
+    int n_stop_token_ids;
+    bool ignore_eos;
+    int priority;
+    uint64_t arrival;         /* submission order */
+    struct sampler_rng rng;
+    struct stream *stream;    /* one reference held until the final event is pushed */
+    double t_arrival, t_first_token;
+};
+
+/* Copies params into a new request able to hold max_len tokens and their blocks. NULL on
+ * allocation failure (err set). Takes a new reference to `stream`. */
+struct request *request_create(uint64_t id, const struct engine_request_params *p, int max_len,
+                               int block_size, struct stream *stream, struct ms_err *err);
+void request_destroy(struct request *r); /* releases the stream reference if still held */
+
+int request_num_output(const struct request *r);
+
+#endif

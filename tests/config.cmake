@@ -1,0 +1,1 @@
+ms_c_test(test_model_config)

@@ -1,0 +1,97 @@
+# Reference tests: the C engine's `moeserve forward` logits against the independent numpy
+# reference (tests/reference/qwen3_ref.py), on random-weight models made by tools/make_model.py.
+# Models go to ${CMAKE_BINARY_DIR}/models/ref-*, made by fixture tests (ref_model_*), and are
+# only regenerated when make_model.py or the arguments change (tests/reference/ensure_model.py).
+# The tolerance and its justification are in tests/reference/compare_logits.py.
+
+set(MS_REF_DIR ${CMAKE_CURRENT_SOURCE_DIR}/reference)
+set(MS_REF_MODELS ${CMAKE_BINARY_DIR}/models)
+
+# ms_ref_model(NAME make_model args...): fixture test that makes ${MS_REF_MODELS}/ref-NAME
+function(ms_ref_model name)
+  add_test(NAME ref_model_${name}
+           COMMAND ${MS_PYTHON} ${MS_REF_DIR}/ensure_model.py ${MS_REF_MODELS}/ref-${name} ${ARGN})
+  set_tests_properties(ref_model_${name} PROPERTIES FIXTURES_SETUP ref_model_${name} TIMEOUT 300
+                       LABELS reference)
+endfunction()
+
+# ms_ref_compare(TEST MODEL prompt args...): engine vs reference on one prompt
+function(ms_ref_compare name model)
+  add_test(NAME ref_${name}
+           COMMAND ${MS_PYTHON} ${MS_REF_DIR}/compare_logits.py $<TARGET_FILE:moeserve>
+                   --model ${MS_REF_MODELS}/ref-${model} ${ARGN})
+  set_tests_properties(ref_${name} PROPERTIES FIXTURES_REQUIRED ref_model_${model} TIMEOUT 300
+                       LABELS reference)
+endfunction()
+
+ms_ref_model(tiny)
+ms_ref_model(tiny-shards3 --shards 3)
+ms_ref_model(tiny-f16 --dtype f16)
+ms_ref_model(tiny-f32 --dtype f32)
+ms_ref_model(tiny-dense --dense)
+ms_ref_model(tiny-tied --tie-embeddings)
+ms_ref_model(tiny-yarn --yarn)
+# 6 layers, sparse step 2 -> layers 1,3,5 would be sparse; layer 3 is forced dense
+ms_ref_model(tiny-sparse-step --layers 6 --decoder-sparse-step 2 --mlp-only-layers 3)
+ms_ref_model(tiny-no-norm-topk --no-norm-topk)
+ms_ref_model(a3b-1 --preset a3b --layers 1)
+
+# Prompts. Real ones are Qwen3 tokenizer ids of:
+#   CHAT: "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+#   CODE: "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + ..."
+#   FOX8: the first 8 tokens of "The quick brown fox jumps over the lazy dog."
+set(P_CHAT 151644,872,198,3838,374,279,6722,315,9625,30,151645,198,151644,77091,198)
+set(P_CODE 750,75698,1445,982,262,421,308,366,220,17,510,286,470,308,198,262,470,75698,1445,481,220,16,8,488,75698,1445,481,220,17,340)
+set(P_FOX8 785,3974,13876,38835,34208,916,279,15678)
+
+ms_ref_compare(tiny_one_token     tiny --prompt-ids 151643)
+ms_ref_compare(tiny_chat          tiny --prompt-ids ${P_CHAT})
+ms_ref_compare(tiny_code          tiny --prompt-ids ${P_CODE})
+ms_ref_compare(tiny_repeat        tiny --prompt-ids 13,13,13,13,13,13,13,13,13,13,13,13)
+ms_ref_compare(tiny_random320     tiny --random 320 --seed 1)
+ms_ref_compare(tiny_shards3       tiny-shards3 --random 40 --seed 12)
+ms_ref_compare(tiny_f16           tiny-f16 --prompt-ids ${P_CHAT})
+ms_ref_compare(tiny_f32           tiny-f32 --prompt-ids ${P_CHAT})
+ms_ref_compare(tiny_dense         tiny-dense --random 64 --seed 3)
+ms_ref_compare(tiny_tied          tiny-tied --prompt-ids ${P_CODE})
+ms_ref_compare(tiny_yarn          tiny-yarn --random 100 --seed 4)
+ms_ref_compare(tiny_sparse_step   tiny-sparse-step --random 64 --seed 5)
+ms_ref_compare(tiny_no_norm_topk  tiny-no-norm-topk --random 64 --seed 6)
+ms_ref_compare(a3b_1layer         a3b-1 --prompt-ids ${P_FOX8})
+
+# End to end: `moeserve generate` greedy ids (prefill + KV-cached decode) against the
+# reference's full-recompute greedy decode.
+function(ms_ref_greedy name model)
+  add_test(NAME ref_greedy_${name}
+           COMMAND ${MS_PYTHON} ${MS_REF_DIR}/compare_greedy.py $<TARGET_FILE:moeserve>
+                   --model ${MS_REF_MODELS}/ref-${model} ${ARGN})
+  set_tests_properties(ref_greedy_${name} PROPERTIES FIXTURES_REQUIRED ref_model_${model}
+                       TIMEOUT 300 LABELS reference)
+endfunction()
+ms_ref_greedy(tiny_chat          tiny --prompt-ids ${P_CHAT} --max-tokens 32)
+ms_ref_greedy(tiny_one_token     tiny --prompt-ids 151643 --max-tokens 32)
+ms_ref_greedy(tiny_random100     tiny --random 100 --seed 8 --max-tokens 24)
+ms_ref_greedy(tiny_dense         tiny-dense --prompt-ids ${P_CODE} --max-tokens 24)
+ms_ref_greedy(tiny_yarn          tiny-yarn --prompt-ids ${P_CHAT} --max-tokens 24)
+ms_ref_greedy(tiny_sparse_step   tiny-sparse-step --prompt-ids ${P_CHAT} --max-tokens 24)
+ms_ref_greedy(a3b_1layer         a3b-1 --prompt-ids ${P_FOX8} --max-tokens 6)
+
+# The reference's own checks (attention vs a naive loop, MoE vs a dense formulation, the
+# safetensors reader across dtypes and shards, causality, RoPE/yarn properties, routing spread).
+add_test(NAME ref_selfcheck COMMAND ${MS_PYTHON} ${MS_REF_DIR}/selfcheck.py ${MS_REF_MODELS}/ref-)
+set_tests_properties(ref_selfcheck PROPERTIES
+  FIXTURES_REQUIRED "ref_model_tiny;ref_model_tiny-f32;ref_model_tiny-f16;ref_model_tiny-shards3;ref_model_tiny-yarn;ref_model_tiny-sparse-step"
+  TIMEOUT 300 LABELS reference)
+
+# The comparison harness itself, with a stand-in engine (the reference in float32): it must pass
+# an honest float32 result and reject bf16-level error.
+add_test(NAME ref_harness_accepts_float32
+         COMMAND ${MS_PYTHON} ${MS_REF_DIR}/compare_logits.py ${MS_REF_DIR}/fake_engine.py
+                 --model ${MS_REF_MODELS}/ref-tiny --random 64 --seed 7)
+add_test(NAME ref_harness_rejects_bf16
+         COMMAND ${MS_PYTHON} ${MS_REF_DIR}/compare_logits.py ${MS_REF_DIR}/fake_engine.py
+                 --model ${MS_REF_MODELS}/ref-tiny --random 16 --seed 7)
+set_tests_properties(ref_harness_accepts_float32 ref_harness_rejects_bf16 PROPERTIES
+  FIXTURES_REQUIRED ref_model_tiny TIMEOUT 120 LABELS reference)
+set_tests_properties(ref_harness_rejects_bf16 PROPERTIES
+  ENVIRONMENT FAKE_ENGINE_BF16=1 PASS_REGULAR_EXPRESSION "FAIL: max abs error")

@@ -1,0 +1,516 @@
+#!/usr/bin/python3
+"""Plain-numpy reference forward pass for Qwen3-MoE (Qwen3MoeForCausalLM) and dense Qwen3
+(Qwen3ForCausalLM) checkpoints in the Hugging Face layout.
+
+Written for clarity, independently of the C engine, following the semantics of Hugging Face
+transformers (modeling_qwen3_moe.py, modeling_qwen3.py, modeling_rope_utils.py). The C engine's
+forward pass is tested against it (tests/reference/compare_logits.py).
+
+Precision: everything is computed in float64 by default (weights are decoded exactly from
+BF16/F16/F32 and widened). A float64 reference is closer to the exact result of the model on its
+stored weights than any float32 implementation, so the difference measured against a float32
+engine is the engine's own rounding error rather than the sum of two float32 errors, and the
+tolerance can be reasoned about from float32 rounding alone. `--precision float32` runs the same
+code in float32 (as HF does for a float32 model); the difference between the two modes is a
+measured estimate of how far an honest float32 implementation drifts from the exact result.
+
+Points where HF's behaviour varies between versions or is not fully specified, and what is done
+here:
+  * top-k routing ties: torch.topk does not document its order on exact ties; here exact ties go
+    to the lower expert index (stable sort). Exact ties do not occur with random weights.
+  * yarn: the explicit rope_scaling["factor"] is used (transformers >= 4.57 behaviour). Some
+    4.5x releases replaced it by max_position_embeddings / original_max_position_embeddings when
+    original_max_position_embeddings was given; a warning is printed when the two disagree.
+    `truncate` (default True) floors/ceils the correction range; attention_factor defaults to
+    0.1*ln(factor)+1 (or the mscale/mscale_all_dim ratio when both are given) and multiplies
+    both cos and sin.
+  * rope angles: HF computes inv_freq, position*inv_freq, cos and sin in float32; here they are
+    computed in float64 (the exact values). At the positions tested the difference is < 1e-4 rad.
+
+usage:
+  qwen3_ref.py --model DIR --prompt-ids 1,2,3 [--out FILE] [--greedy N] [--precision float64]
+               [--expert-stats]
+  --out writes the logits of every position as raw little-endian float32 [n_tokens, vocab].
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# safetensors reader
+# --------------------------------------------------------------------------------------------
+
+_ST_DTYPES = {"BF16": ("<u2", 2), "F16": ("<f2", 2), "F32": ("<f4", 4)}
+
+
+class SafetensorsFile:
+    """One .safetensors file, memory-mapped. Layout: u64 little-endian header length N, N bytes
+    of JSON {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {...}}, then the
+    data; offsets are relative to the first byte after the header."""
+
+    def __init__(self, path):
+        self.path = path
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) != 8:
+                raise ValueError(f"{path}: too short for a safetensors file")
+            (n,) = struct.unpack("<Q", head)
+            size = os.fstat(f.fileno()).st_size
+            if n > size - 8:
+                raise ValueError(f"{path}: header length {n} exceeds the file size {size}")
+            header = json.loads(f.read(n).decode("utf-8"))
+        self.data_start = 8 + n
+        header.pop("__metadata__", None)
+        self.tensors = {}
+        for name, info in header.items():
+            dtype = info["dtype"]
+            if dtype not in _ST_DTYPES:
+                raise ValueError(f"{path}: tensor {name} has unsupported dtype {dtype}")
+            shape = tuple(int(d) for d in info["shape"])
+            begin, end = (int(o) for o in info["data_offsets"])
+            count = int(np.prod(shape)) if shape else 1
+            if end - begin != count * _ST_DTYPES[dtype][1] or begin < 0:
+                raise ValueError(f"{path}: tensor {name}: offsets {begin}..{end} do not match "
+                                 f"shape {shape} of {dtype}")
+            if self.data_start + end > size:
+                raise ValueError(f"{path}: tensor {name} runs past the end of the file")
+            self.tensors[name] = (dtype, shape, begin, end)
+        self.mm = np.memmap(path, dtype=np.uint8, mode="r") if size > 0 else None
+
+    def raw(self, name):
+        """The stored tensor as a numpy view of the mapped file (no copy), in its stored dtype
+        (BF16 as uint16 bit patterns)."""
+        dtype, shape, begin, end = self.tensors[name]
+        b = self.mm[self.data_start + begin:self.data_start + end]
+        return b.view(_ST_DTYPES[dtype][0]).reshape(shape), dtype
+
+
+def decode(raw, dtype, out_dtype):
+    """Stored values -> float array of out_dtype. BF16 is the high half of an IEEE float32, so
+    widening the bit pattern into the top 16 bits of a uint32 gives the exact value."""
+    if dtype == "BF16":
+        f32 = (np.asarray(raw, dtype=np.uint32) << np.uint32(16)).view(np.float32)
+    else:
+        f32 = np.asarray(raw).astype(np.float32)  # F16 -> F32 and F32 -> F32 are exact
+    return f32.astype(out_dtype, copy=False)
+
+
+class Checkpoint:
+    """All tensors of a model directory: model.safetensors, or the shards named by
+    model.safetensors.index.json's weight_map."""
+
+    def __init__(self, model_dir):
+        index = os.path.join(model_dir, "model.safetensors.index.json")
+        single = os.path.join(model_dir, "model.safetensors")
+        self.where = {}
+        if os.path.exists(index):
+            with open(index) as f:
+                weight_map = json.load(f)["weight_map"]
+            files = {}
+            for name, fname in weight_map.items():
+                if fname not in files:
+                    files[fname] = SafetensorsFile(os.path.join(model_dir, fname))
+                if name not in files[fname].tensors:
+                    raise ValueError(f"index maps {name} to {fname}, which does not hold it")
+                self.where[name] = files[fname]
+        elif os.path.exists(single):
+            st = SafetensorsFile(single)
+            self.where = {name: st for name in st.tensors}
+        else:
+            raise FileNotFoundError(f"{model_dir}: no model.safetensors or model.safetensors.index.json")
+
+    def __contains__(self, name):
+        return name in self.where
+
+    def shape(self, name):
+        return self.where[name].tensors[name][1]
+
+    def get(self, name, out_dtype, rows=None):
+        """Tensor `name` decoded to out_dtype; `rows` (a slice or an index array) selects rows
+        of the first axis before decoding, so large matrices need not be decoded whole."""
+        if name not in self.where:
+            raise KeyError(f"tensor {name} is missing from the checkpoint")
+        raw, dtype = self.where[name].raw(name)
+        if rows is not None:
+            raw = raw[rows]
+        return decode(raw, dtype, out_dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# configuration
+# --------------------------------------------------------------------------------------------
+
+class Config:
+    def __init__(self, model_dir):
+        with open(os.path.join(model_dir, "config.json")) as f:
+            c = json.load(f)
+        self.raw = c
+        self.model_type = c.get("model_type", "qwen3_moe")
+        if self.model_type not in ("qwen3_moe", "qwen3"):
+            raise ValueError(f"unsupported model_type {self.model_type}")
+        self.hidden = c["hidden_size"]
+        self.n_layers = c["num_hidden_layers"]
+        self.n_heads = c["num_attention_heads"]
+        self.n_kv = c.get("num_key_value_heads") or self.n_heads
+        self.head_dim = c.get("head_dim") or self.hidden // self.n_heads
+        self.vocab = c["vocab_size"]
+        self.eps = c.get("rms_norm_eps", 1e-6)
+        self.intermediate = c.get("intermediate_size")
+        self.tie = bool(c.get("tie_word_embeddings", False))
+        if c.get("hidden_act", "silu") != "silu":
+            raise ValueError(f"unsupported hidden_act {c.get('hidden_act')}")
+        if c.get("attention_bias", False):
+            raise ValueError("attention_bias=true is not supported")
+        if c.get("use_sliding_window", False):
+            raise ValueError("use_sliding_window=true is not supported")
+        if self.n_heads % self.n_kv:
+            raise ValueError("num_attention_heads must be a multiple of num_key_value_heads")
+        if c.get("partial_rotary_factor", 1.0) != 1.0:
+            raise ValueError("partial_rotary_factor != 1 is not supported")
+        # MoE fields, with HF's Qwen3MoeConfig defaults where the file omits them
+        if self.model_type == "qwen3_moe":
+            self.n_experts = c.get("num_experts", 128)
+            self.top_k = c.get("num_experts_per_tok", 8)
+            self.moe_intermediate = c.get("moe_intermediate_size", 768)
+            self.norm_topk = bool(c.get("norm_topk_prob", False))
+            self.sparse_step = c.get("decoder_sparse_step", 1)
+            self.mlp_only = list(c.get("mlp_only_layers") or [])
+        else:
+            self.n_experts = 0
+            self.top_k = 0
+            self.norm_topk = False
+            self.sparse_step = 1
+            self.mlp_only = []
+        self.max_pos = c.get("max_position_embeddings", 32768)
+        # rope: transformers >= 5 writes rope_parameters (with rope_theta inside); older versions
+        # write rope_theta + rope_scaling (whose type key was once "type").
+        rp = dict(c.get("rope_scaling") or {})
+        rp.update(c.get("rope_parameters") or {})
+        self.rope_theta = float(rp.get("rope_theta", c.get("rope_theta", 10000.0)))
+        self.rope = rp
+        self.rope_type = rp.get("rope_type", rp.get("type", "default"))
+
+    def layer_is_sparse(self, i):
+        """Qwen3MoeDecoderLayer's rule; the dense family has no sparse layers."""
+        return (self.model_type == "qwen3_moe" and i not in self.mlp_only
+                and self.n_experts > 0 and (i + 1) % self.sparse_step == 0)
+
+
+# --------------------------------------------------------------------------------------------
+# rotary position embedding
+# --------------------------------------------------------------------------------------------
+
+def rope_inv_freq(cfg):
+    """(inv_freq[head_dim/2], attention_factor) as _compute_{default,linear,yarn}_parameters."""
+    dim = cfg.head_dim
+    base = cfg.rope_theta
+    exponents = np.arange(0, dim, 2, dtype=np.float64) / dim
+    inv_freq = 1.0 / base ** exponents  # theta^(-2i/d)
+    s = cfg.rope
+    if cfg.rope_type == "default":
+        return inv_freq, 1.0
+    if cfg.rope_type == "linear":
+        return inv_freq / s["factor"], 1.0
+    if cfg.rope_type != "yarn":
+        raise ValueError(f"unsupported rope type {cfg.rope_type}")
+
+    factor = float(s["factor"])
+    orig = s.get("original_max_position_embeddings") or cfg.max_pos
+    if s.get("original_max_position_embeddings") and cfg.max_pos / orig not in (1.0, factor):
+        sys.stderr.write(f"qwen3_ref: warning: yarn factor {factor} differs from "
+                         f"max_position_embeddings/original = {cfg.max_pos / orig}; using {factor} "
+                         f"(transformers 4.5x used the ratio)\n")
+
+    def mscale_of(scale, m=1.0):
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention_factor = s.get("attention_factor")
+    if attention_factor is None:
+        if s.get("mscale") and s.get("mscale_all_dim"):
+            attention_factor = mscale_of(factor, s["mscale"]) / mscale_of(factor, s["mscale_all_dim"])
+        else:
+            attention_factor = mscale_of(factor)
+    beta_fast = s.get("beta_fast") or 32
+    beta_slow = s.get("beta_slow") or 1
+
+    def correction_dim(n_rotations):
+        # the dimension index whose wavelength fits n_rotations times into the original context
+        return dim * math.log(orig / (n_rotations * 2 * math.pi)) / (2 * math.log(base))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if s.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = np.clip((np.arange(dim // 2, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
+    # ramp 0 (fast-rotating dims): keep the original frequency (extrapolation);
+    # ramp 1 (slow dims): divide by factor (interpolation); linear blend in between.
+    inv_freq = inv_freq * (1.0 - ramp) + (inv_freq / factor) * ramp
+    return inv_freq, float(attention_factor)
+
+
+def rope_cos_sin(cfg, positions, dtype):
+    """cos/sin [T, head_dim] times the attention factor. In float64 the angles are exact; in
+    float32 they are rounded as HF rounds them (inv_freq, then position * inv_freq, in float32),
+    so the float32 mode reproduces HF's angle error (up to half an ulp of the angle: ~1.5e-5 rad
+    at position 300) and shows what it costs."""
+    inv_freq, attention_factor = rope_inv_freq(cfg)
+    if np.dtype(dtype) == np.float32:
+        angles = (np.asarray(positions, dtype=np.float32)[:, None]
+                  * inv_freq.astype(np.float32)[None, :]).astype(np.float64)
+    else:
+        angles = np.asarray(positions, dtype=np.float64)[:, None] * inv_freq[None, :]
+    emb = np.concatenate([angles, angles], axis=-1)  # [T, head_dim]: same angle for i and i+d/2
+    return ((np.cos(emb) * attention_factor).astype(dtype),
+            (np.sin(emb) * attention_factor).astype(dtype))
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
+
+
+def apply_rope(x, cos, sin):
+    """x: [heads, T, head_dim]; cos/sin: [T, head_dim]."""
+    return x * cos[None] + rotate_half(x) * sin[None]
+
+
+# --------------------------------------------------------------------------------------------
+# building blocks
+# --------------------------------------------------------------------------------------------
+
+def rms_norm(x, weight, eps):
+    """x * rsqrt(mean(x^2) + eps) * weight over the last axis."""
+    var = np.mean(x * x, axis=-1, keepdims=True)
+    return x / np.sqrt(var + eps) * weight
+
+
+def silu(x):
+    return x / (1.0 + np.exp(-x))
+
+
+def softmax(x, axis=-1):
+    m = np.max(x, axis=axis, keepdims=True)
+    e = np.exp(x - m)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def causal_attention(q, k, v, n_rep):
+    """q: [n_heads, T, d], k/v: [n_kv, T, d]; query head h uses kv head h // n_rep.
+    Returns [n_heads, T, d]."""
+    d = q.shape[-1]
+    T = q.shape[1]
+    k = np.repeat(k, n_rep, axis=0)
+    v = np.repeat(v, n_rep, axis=0)
+    scores = np.matmul(q, k.transpose(0, 2, 1)) / math.sqrt(d)  # [H, T, T]
+    future = np.triu(np.ones((T, T), dtype=bool), k=1)
+    scores = np.where(future[None], -np.inf, scores)
+    return np.matmul(softmax(scores, axis=-1), v)
+
+
+def causal_attention_naive(q, k, v, n_rep):
+    """The same as causal_attention, one query position and head at a time (for self-checks)."""
+    H, T, d = q.shape
+    out = np.zeros_like(q)
+    for h in range(H):
+        kv = h // n_rep
+        for t in range(T):
+            s = np.array([float(np.dot(q[h, t], k[kv, j])) for j in range(t + 1)]) / math.sqrt(d)
+            p = np.exp(s - s.max())
+            p /= p.sum()
+            for j in range(t + 1):
+                out[h, t] += p[j] * v[kv, j]
+    return out
+
+
+def topk_experts(probs, k):
+    """Indices [T, k] of the k largest probabilities, largest first; exact ties go to the lower
+    expert index."""
+    return np.argsort(-probs, axis=-1, kind="stable")[:, :k]
+
+
+# --------------------------------------------------------------------------------------------
+# the model
+# --------------------------------------------------------------------------------------------
+
+class Model:
+    def __init__(self, model_dir, precision="float64", cache_bytes=1 << 30):
+        self.cfg = Config(model_dir)
+        self.ckpt = Checkpoint(model_dir)
+        self.dtype = np.dtype(precision)
+        self.cache = {}
+        self.cache_left = cache_bytes
+        self.attention_fn = causal_attention
+        self.reset_stats()
+        self._check_tensors()
+
+    def reset_stats(self):
+        # per sparse layer: how many (token, slot) assignments each expert got
+        self.expert_counts = {}
+        # smallest gap between the k-th and (k+1)-th router probability seen (a near-tie there
+        # is where two correct implementations could route differently)
+        self.min_topk_margin = math.inf
+
+    def _check_tensors(self):
+        c = self.cfg
+        need = {"model.embed_tokens.weight": (c.vocab, c.hidden), "model.norm.weight": (c.hidden,)}
+        if not c.tie:
+            need["lm_head.weight"] = (c.vocab, c.hidden)
+        for name, shape in need.items():
+            if name not in self.ckpt:
+                raise KeyError(f"tensor {name} is missing from the checkpoint")
+            if tuple(self.ckpt.shape(name)) != shape:
+                raise ValueError(f"{name}: shape {self.ckpt.shape(name)}, expected {shape}")
+
+    def w(self, name):
+        """A weight decoded to the compute dtype; small and repeatedly used ones are cached."""
+        if name in self.cache:
+            return self.cache[name]
+        t = self.ckpt.get(name, self.dtype)
+        if t.nbytes <= self.cache_left:
+            self.cache[name] = t
+            self.cache_left -= t.nbytes
+        return t
+
+    def embed(self, ids):
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.min() < 0 or ids.max() >= self.cfg.vocab:
+            raise ValueError(f"token id out of range [0, {self.cfg.vocab})")
+        return self.ckpt.get("model.embed_tokens.weight", self.dtype, rows=ids)
+
+    def attention(self, i, x, cos, sin):
+        c = self.cfg
+        p = f"model.layers.{i}.self_attn."
+        T = x.shape[0]
+        q = (x @ self.w(p + "q_proj.weight").T).reshape(T, c.n_heads, c.head_dim)
+        k = (x @ self.w(p + "k_proj.weight").T).reshape(T, c.n_kv, c.head_dim)
+        v = (x @ self.w(p + "v_proj.weight").T).reshape(T, c.n_kv, c.head_dim)
+        # per-head RMSNorm over head_dim, before RoPE
+        q = rms_norm(q, self.w(p + "q_norm.weight"), c.eps).transpose(1, 0, 2)  # [H, T, d]
+        k = rms_norm(k, self.w(p + "k_norm.weight"), c.eps).transpose(1, 0, 2)
+        v = v.transpose(1, 0, 2)
+        q = apply_rope(q, cos, sin)
+        k = apply_rope(k, cos, sin)
+        o = self.attention_fn(q, k, v, c.n_heads // c.n_kv)  # [H, T, d]
+        o = o.transpose(1, 0, 2).reshape(T, c.n_heads * c.head_dim)
+        return o @ self.w(p + "o_proj.weight").T
+
+    def mlp(self, prefix, x):
+        g = x @ self.w(prefix + "gate_proj.weight").T
+        u = x @ self.w(prefix + "up_proj.weight").T
+        return (silu(g) * u) @ self.w(prefix + "down_proj.weight").T
+
+    def moe(self, i, x):
+        c = self.cfg
+        p = f"model.layers.{i}.mlp."
+        router_logits = x @ self.w(p + "gate.weight").T            # [T, E]
+        probs = softmax(router_logits, axis=-1)                   # over ALL experts
+        chosen = topk_experts(probs, c.top_k)                     # [T, k]
+        weights = np.take_along_axis(probs, chosen, axis=-1)      # [T, k]
+        if c.top_k < c.n_experts:
+            nxt = np.sort(probs, axis=-1)[:, ::-1][:, c.top_k]
+            self.min_topk_margin = min(self.min_topk_margin, float(np.min(weights[:, -1] - nxt)))
+        if c.norm_topk:
+            weights = weights / np.sum(weights, axis=-1, keepdims=True)
+        counts = self.expert_counts.setdefault(i, np.zeros(c.n_experts, dtype=np.int64))
+        out = np.zeros_like(x)
+        for e in np.unique(chosen):
+            rows, slots = np.nonzero(chosen == e)
+            counts[e] += len(rows)
+            y = self.mlp(p + f"experts.{e}.", x[rows])
+            out[rows] += weights[rows, slots][:, None] * y
+        return out
+
+    def hidden_states(self, ids):
+        """Final-normed hidden states [T, hidden] for a prompt starting at position 0."""
+        c = self.cfg
+        T = len(ids)
+        cos, sin = rope_cos_sin(c, np.arange(T), self.dtype)
+        h = self.embed(ids)
+        for i in range(c.n_layers):
+            p = f"model.layers.{i}."
+            a = rms_norm(h, self.w(p + "input_layernorm.weight"), c.eps)
+            h = h + self.attention(i, a, cos, sin)
+            m = rms_norm(h, self.w(p + "post_attention_layernorm.weight"), c.eps)
+            h = h + (self.moe(i, m) if c.layer_is_sparse(i) else self.mlp(p + "mlp.", m))
+        return rms_norm(h, self.w("model.norm.weight"), c.eps)
+
+    def logits(self, ids, chunk_rows=16384):
+        """Logits [T, vocab] (in the compute dtype) of every position."""
+        h = self.hidden_states(ids)
+        name = "model.embed_tokens.weight" if self.cfg.tie else "lm_head.weight"
+        V = self.cfg.vocab
+        out = np.empty((h.shape[0], V), dtype=self.dtype)
+        for r0 in range(0, V, chunk_rows):
+            r1 = min(V, r0 + chunk_rows)
+            out[:, r0:r1] = h @ self.ckpt.get(name, self.dtype, rows=slice(r0, r1)).T
+        return out
+
+    def greedy(self, ids, n):
+        """n greedily generated ids (argmax; lowest id on exact ties), full recompute per step."""
+        ids = list(ids)
+        new = []
+        for _ in range(n):
+            h = self.hidden_states(ids)[-1:]
+            name = "model.embed_tokens.weight" if self.cfg.tie else "lm_head.weight"
+            lg = (h @ self.ckpt.get(name, self.dtype).T)[0]
+            nxt = int(np.argmax(lg))
+            new.append(nxt)
+            ids.append(nxt)
+        return new
+
+
+def parse_ids(s):
+    return [int(t) for t in s.replace(" ", "").split(",") if t != ""]
+
+
+def format_histogram(model):
+    lines = []
+    for layer, counts in sorted(model.expert_counts.items()):
+        n = len(counts)
+        total = int(counts.sum())
+        used = int(np.count_nonzero(counts))
+        ideal = total / n
+        lines.append(f"layer {layer}: {total} assignments over {n} experts; {used} used; "
+                     f"max {int(counts.max())} (uniform would be {ideal:.1f}); "
+                     f"top-share of busiest 10%: "
+                     f"{np.sort(counts)[::-1][:max(1, n // 10)].sum() / max(total, 1):.2f}")
+        lines.append("  counts: " + " ".join(str(int(v)) for v in counts))
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="numpy reference forward pass for Qwen3(-MoE)")
+    ap.add_argument("--model", required=True, help="Hugging Face model directory")
+    ap.add_argument("--prompt-ids", required=True, help="comma-separated token ids")
+    ap.add_argument("--out", help="write logits of every position, raw float32 [n_tokens, vocab]")
+    ap.add_argument("--greedy", type=int, default=0, help="print N greedily generated ids")
+    ap.add_argument("--precision", choices=["float64", "float32"], default="float64")
+    ap.add_argument("--expert-stats", action="store_true",
+                    help="print the per-layer expert-usage histogram of the prompt's forward pass")
+    args = ap.parse_args(argv)
+
+    ids = parse_ids(args.prompt_ids)
+    if not ids:
+        ap.error("--prompt-ids is empty")
+    model = Model(args.model, precision=args.precision)
+    if args.out or args.expert_stats:
+        lg = model.logits(ids)
+        if args.out:
+            lg.astype("<f4").tofile(args.out)
+        if args.expert_stats:
+            print(format_histogram(model))
+            print(f"min top-k margin (k-th minus (k+1)-th router prob): {model.min_topk_margin:.3g}")
+    if args.greedy:
+        print(",".join(str(t) for t in model.greedy(ids, args.greedy)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
