@@ -135,19 +135,38 @@ static bool is_stop_token(const struct engine *e, const struct request *r, int32
     return false;
 }
 
-/* Samples the next token of r from its logits row, streams it, and finishes r if it stops. */
+/* Tracks <think> ... </think> and starts forcing the early-stop text when the thinking budget
+ * is spent. */
+static void track_thinking(struct request *r, int32_t tok)
+{
+    if (r->n_forced_ids == 0) return;
+    if (tok == r->think_start_id) r->thinking = true;
+    else if (tok == r->think_end_id) r->thinking = false;
+    else if (r->thinking && r->forced_pos == r->n_forced_ids && ++r->thinking_tokens >= r->thinking_budget)
+        r->forced_pos = 0;
+}
+
+/* Picks r's next token (a forced one, or sampled from its logits row), streams it, and
+ * finishes r if it stops. */
 static void update_request(struct engine *e, struct request *r, float *logits)
 {
-    struct sample_result res;
-    sampler_sample(e->sampler, logits, &r->sampling, r->tokens, r->n_tokens, r->n_prompt, &r->rng, &res);
+    struct sample_result res = {0};
+    if (r->forced_pos < r->n_forced_ids) {
+        res.token = r->forced_ids[r->forced_pos++];
+        if (r->sampling.logprobs >= 0) /* forced text still reports its raw logprobs */
+            sampler_logprobs(e->sampler, logits, r->sampling.logprobs, res.token, &res);
+    } else {
+        sampler_sample(e->sampler, logits, &r->sampling, r->tokens, r->n_tokens, r->n_prompt, &r->rng, &res);
+    }
     r->tokens[r->n_tokens++] = res.token;
     e->counters.generation_tokens++;
-    if (is_stop_token(e, r, res.token)) {
+    if (r->forced_pos == r->n_forced_ids && is_stop_token(e, r, res.token)) {
         finish(e, r, FINISH_STOP, NULL);
         return;
     }
     struct stream_event ev = {.finish = FINISH_NONE, .token = res.token, .sample = res};
     stream_push(r->stream, &ev);
+    track_thinking(r, res.token);
     if (request_num_output(r) >= r->max_tokens) finish(e, r, FINISH_LENGTH, NULL);
 }
 

@@ -16,7 +16,8 @@ struct request *request_create(uint64_t id, const struct engine_request_params *
     r->block_hashes = malloc((size_t)r->max_blocks * sizeof *r->block_hashes);
     r->logit_bias = malloc((size_t)(p->sampling.n_logit_bias + 1) * sizeof *r->logit_bias);
     r->stop_token_ids = malloc((size_t)(p->n_stop_token_ids + 1) * sizeof *r->stop_token_ids);
-    if (!r->tokens || !r->block_table || !r->block_hashes || !r->logit_bias || !r->stop_token_ids) goto nomem;
+    r->forced_ids = malloc((size_t)(p->n_forced_ids + 1) * sizeof *r->forced_ids);
+    if (!r->forced_ids || !r->tokens || !r->block_table || !r->block_hashes || !r->logit_bias || !r->stop_token_ids) goto nomem;
     memcpy(r->tokens, p->prompt, (size_t)p->n_prompt * sizeof *r->tokens);
     r->n_tokens = r->n_prompt = p->n_prompt;
     r->max_tokens = max_len - p->n_prompt < p->max_tokens ? max_len - p->n_prompt : p->max_tokens;
@@ -28,6 +29,12 @@ struct request *request_create(uint64_t id, const struct engine_request_params *
         memcpy(r->stop_token_ids, p->stop_token_ids, (size_t)p->n_stop_token_ids * sizeof *r->stop_token_ids);
     r->n_stop_token_ids = p->n_stop_token_ids;
     r->ignore_eos = p->ignore_eos;
+    if (p->n_forced_ids) memcpy(r->forced_ids, p->forced_ids, (size_t)p->n_forced_ids * sizeof *r->forced_ids);
+    r->n_forced_ids = r->forced_pos = p->n_forced_ids;
+    r->thinking_budget = p->thinking_budget;
+    r->thinking = p->starts_in_thinking;
+    r->think_start_id = p->think_start_id;
+    r->think_end_id = p->think_end_id;
     r->priority = p->priority;
     sampler_rng_seed(&r->rng, p->sampling.seed);
     stream_retain(stream);
@@ -48,6 +55,7 @@ void request_destroy(struct request *r)
     free(r->block_hashes);
     free(r->logit_bias);
     free(r->stop_token_ids);
+    free(r->forced_ids);
     free(r);
 }
 

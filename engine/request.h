@@ -22,6 +22,16 @@ struct engine_request_params {
     int n_stop_token_ids;
     bool ignore_eos;
     int priority;                 /* lower runs first; ties by arrival (FCFS) */
+    /* Thinking budget (off when n_forced_ids == 0). The request is "thinking" from the start
+     * when starts_in_thinking (the template opened <think>), or after it emits think_start_id,
+     * until it emits think_end_id. When it has produced thinking_budget tokens while thinking,
+     * the engine appends forced_ids (the early-stop text, which ends with </think>) to the output
+     * as if sampled, and sampling continues after them. max_tokens still bounds everything. */
+    int thinking_budget;
+    bool starts_in_thinking;
+    int32_t think_start_id, think_end_id;
+    const int32_t *forced_ids;
+    int n_forced_ids;
 };
 
 enum request_status {
@@ -50,6 +60,13 @@ struct request {
     bool ignore_eos;
     int priority;
     uint64_t arrival;         /* submission order */
+    int thinking_budget;      /* in effect when n_forced_ids > 0 */
+    bool thinking;            /* inside <think> ... </think> */
+    int thinking_tokens;      /* tokens produced while thinking */
+    int32_t think_start_id, think_end_id;
+    int32_t *forced_ids;      /* owned copy */
+    int n_forced_ids;
+    int forced_pos;           /* next forced id to emit; n_forced_ids when not forcing */
     struct sampler_rng rng;
     struct stream *stream;    /* one reference held until the final event is pushed */
     double t_arrival, t_first_token;

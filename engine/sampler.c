@@ -210,3 +210,11 @@ void sampler_sample(struct sampler *s, float *logits, const struct sampling_para
     out->token = p->temperature <= 0 ? sampler_argmax(logits, s->vocab) : sample_processed(s, logits, p, rng);
     if (p->logprobs >= 0) out->logprob = s->raw[out->token] - lse;
 }
+
+void sampler_logprobs(struct sampler *s, const float *logits, int k, int32_t token, struct sample_result *out)
+{
+    if (k > SAMPLER_MAX_TOP_LOGPROBS) k = SAMPLER_MAX_TOP_LOGPROBS;
+    float lse = raw_top_logprobs(logits, s->vocab, k, out);
+    out->token = token;
+    out->logprob = logits[token] - lse;
+}

@@ -63,6 +63,10 @@ void sampler_sample(struct sampler *s, float *logits, const struct sampling_para
                     const int32_t *history, int n_history, int n_prompt, struct sampler_rng *rng,
                     struct sample_result *out);
 
+/* Fills out->logprob for `token` and the top k raw logprobs, without sampling (for tokens the
+ * engine forces). */
+void sampler_logprobs(struct sampler *s, const float *logits, int k, int32_t token, struct sample_result *out);
+
 /* Index of the largest value (lowest index on ties). */
 int32_t sampler_argmax(const float *logits, int n);
 
