@@ -269,6 +269,18 @@ static void apply_inbox(struct engine *e)
     e->n_taken_aborts = 0;
 }
 
+int engine_step(struct engine *e)
+{
+    MS_ASSERT(e->cfg.manual_step);
+    pthread_mutex_lock(&e->lock);
+    take_inbox_locked(e);
+    pthread_mutex_unlock(&e->lock);
+    apply_inbox(e);
+    if (sched_any(e->sched)) step(e);
+    publish_stats(e);
+    return sched_num_running(e->sched) + sched_num_waiting(e->sched);
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *e = arg;
@@ -344,6 +356,7 @@ struct engine *engine_create(const struct model *m, const struct engine_config *
         !(e->sampler = sampler_create(mc->vocab_size, err)) || alloc_buffers(e, err))
         goto fail;
     publish_stats(e);
+    if (cfg->manual_step) return e;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         ms_err_set(err, MS_ERR_INTERNAL, "could not start the engine thread");
         goto fail;
@@ -364,6 +377,14 @@ void engine_destroy(struct engine *e)
         pthread_cond_signal(&e->wake);
         pthread_mutex_unlock(&e->lock);
         pthread_join(e->thread, NULL);
+    }
+    if (e->cfg.manual_step && e->sched) { /* what a thread would have done on its way out */
+        pthread_mutex_lock(&e->lock);
+        take_inbox_locked(e);
+        pthread_mutex_unlock(&e->lock);
+        apply_inbox(e);
+        struct request *r;
+        while ((r = sched_any(e->sched))) finish(e, r, FINISH_ABORT, NULL);
     }
     for (int i = 0; i < e->n_inbox; i++) request_destroy(e->inbox[i]);
     for (int i = 0; i < e->n_taken_inbox; i++) request_destroy(e->taken_inbox[i]);

@@ -29,6 +29,7 @@ struct engine_config {
     enum tensor_dtype kv_dtype; /* F32 (default), BF16 or F16 */
     bool prefix_caching;        /* default true */
     int threads;                /* compute threads (default: cores) */
+    bool manual_step;           /* tests: no engine thread; the caller drives engine_step */
 };
 
 /* Fills every zero field of cfg with its default for model m, then checks the whole config.
@@ -53,6 +54,11 @@ int engine_submit(struct engine *e, const struct engine_request_params *p, struc
 /* Cancels a request (any thread). Its blocks are freed at the next step, and its stream gets a
  * final FINISH_ABORT event. Unknown or finished ids are ignored. */
 void engine_abort(struct engine *e, uint64_t id);
+
+/* manual_step engines only: one pass of the engine loop (take submissions and aborts, then one
+ * step if anything is queued) on the calling thread. Returns the number of requests still
+ * queued afterwards. */
+int engine_step(struct engine *e);
 
 struct engine_stats {
     int running, waiting;

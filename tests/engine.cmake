@@ -1,0 +1,3 @@
+# Engine: batching invariants, prefix cache, aborts (tiny model).
+ms_c_test(test_engine)
+set_tests_properties(test_engine PROPERTIES FIXTURES_REQUIRED model_tiny TIMEOUT 600)
