@@ -1,0 +1,178 @@
+/* The sampler on small hand-computable distributions: each filter keeps exactly the tokens it
+ * should, penalties and biases move the logits by the documented amounts, sampled frequencies
+ * follow the expected probabilities, and seeds reproduce. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/sampler.h"
+#include "tests/testhelp.h"
+
+#define V 5
+#define DRAWS 200000
+
+/* logits ln(1..5) make softmax probabilities 1/15, 2/15, 3/15, 4/15, 5/15 */
+static void base_logits(float *l)
+{
+    for (int i = 0; i < V; i++) l[i] = logf((float)(i + 1));
+}
+
+/* Sampled frequency of each token over DRAWS draws. */
+static void frequencies(struct sampler *s, const struct sampling_params *p, double *freq)
+{
+    struct sampler_rng rng;
+    sampler_rng_seed(&rng, 7);
+    memset(freq, 0, V * sizeof *freq);
+    for (int d = 0; d < DRAWS; d++) {
+        float l[V];
+        base_logits(l);
+        struct sample_result r;
+        sampler_sample(s, l, p, NULL, 0, 0, &rng, &r);
+        freq[r.token] += 1.0 / DRAWS;
+    }
+}
+
+/* Expected probabilities: weights w renormalised. Tolerance: 5 binomial standard deviations. */
+static bool matches(const double *freq, const double *w)
+{
+    double sum = 0;
+    for (int i = 0; i < V; i++) sum += w[i];
+    for (int i = 0; i < V; i++) {
+        double p = w[i] / sum, sd = sqrt(p * (1 - p) / DRAWS);
+        if (fabs(freq[i] - p) > 5 * sd + 1e-9) {
+            fprintf(stderr, "  token %d: frequency %.5f, expected %.5f\n", i, freq[i], p);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void test_filters(struct sampler *s)
+{
+    struct sampling_params p;
+    double f[V];
+    sampling_params_init(&p);
+    p.temperature = 1;
+    frequencies(s, &p, f);
+    test_cond("temperature 1 follows softmax", matches(f, (double[]){1, 2, 3, 4, 5}));
+
+    p.temperature = 0.5f; /* p ~ exp(2 ln i) = i^2 */
+    frequencies(s, &p, f);
+    test_cond("temperature 0.5 squares the odds", matches(f, (double[]){1, 4, 9, 16, 25}));
+
+    p.temperature = 1;
+    p.top_k = 2;
+    frequencies(s, &p, f);
+    test_cond("top_k 2 keeps the two largest", matches(f, (double[]){0, 0, 0, 4, 5}));
+
+    p.top_k = 0;
+    p.top_p = 0.55f; /* sorted 5,4,3: 5/15 = .33 < .55 <= 9/15 = .6 -> keep {5,4} */
+    frequencies(s, &p, f);
+    test_cond("top_p 0.55 keeps the smallest prefix reaching it", matches(f, (double[]){0, 0, 0, 4, 5}));
+
+    p.top_p = 0.61f; /* needs 3 too: 12/15 = .8 */
+    frequencies(s, &p, f);
+    test_cond("top_p 0.61 keeps three", matches(f, (double[]){0, 0, 3, 4, 5}));
+
+    p.top_p = 1;
+    p.min_p = 0.5f; /* keep p >= 0.5 * 5/15: tokens with weight >= 2.5 */
+    frequencies(s, &p, f);
+    test_cond("min_p 0.5 drops tokens below half the top", matches(f, (double[]){0, 0, 3, 4, 5}));
+
+    p.min_p = 0;
+    p.top_k = 4;
+    p.top_p = 0.8f; /* within top 4 (mass 14/15): 5,4,3 = 12/14 >= .8 */
+    frequencies(s, &p, f);
+    test_cond("top_k then top_p", matches(f, (double[]){0, 0, 3, 4, 5}));
+}
+
+static void test_greedy_penalties_bias(struct sampler *s)
+{
+    struct sampling_params p;
+    sampling_params_init(&p);
+    struct sampler_rng rng;
+    sampler_rng_seed(&rng, 1);
+    struct sample_result r;
+    float l[V];
+
+    base_logits(l);
+    sampler_sample(s, l, &p, NULL, 0, 0, &rng, &r);
+    test_cond("greedy picks the largest", r.token == 4);
+
+    struct logit_bias_entry bias[] = {{1, 10.0f}};
+    p.logit_bias = bias;
+    p.n_logit_bias = 1;
+    base_logits(l);
+    sampler_sample(s, l, &p, NULL, 0, 0, &rng, &r);
+    test_cond("logit_bias +10 wins", r.token == 1);
+    p.n_logit_bias = 0;
+
+    /* repetition 2 on token 4 (in the prompt): ln5/2 = 0.80 < ln4 = 1.39 -> token 3 */
+    int32_t hist[] = {4, 4};
+    p.repetition_penalty = 2;
+    base_logits(l);
+    sampler_sample(s, l, &p, hist, 2, 2, &rng, &r);
+    test_cond("repetition penalty divides a positive logit", r.token == 3 && fabsf(l[4] - logf(5) / 2) < 1e-6f);
+    float neg[V] = {-1, -2, -3, -4, -0.5f};
+    sampler_sample(s, neg, &p, hist, 2, 2, &rng, &r);
+    test_cond("repetition penalty multiplies a negative logit", fabsf(neg[4] - (-1.0f)) < 1e-6f && r.token == 0);
+    p.repetition_penalty = 1;
+
+    /* frequency 0.5 x 2 occurrences + presence 0.1 on output token 4: ln5 - 1.1 = 0.509 */
+    p.frequency_penalty = 0.5f;
+    p.presence_penalty = 0.1f;
+    int32_t hist2[] = {0, 4, 4}; /* one prompt token (not penalised), two outputs */
+    base_logits(l);
+    sampler_sample(s, l, &p, hist2, 3, 1, &rng, &r);
+    test_cond("presence + frequency penalties on outputs only",
+              fabsf(l[4] - (logf(5) - 1.1f)) < 1e-6f && fabsf(l[0] - 0) < 1e-6f && r.token == 3);
+}
+
+static void test_logprobs_and_seeds(struct sampler *s)
+{
+    struct sampling_params p;
+    sampling_params_init(&p);
+    p.logprobs = 3;
+    p.repetition_penalty = 3; /* logprobs stay those of the raw distribution */
+    struct sampler_rng rng;
+    sampler_rng_seed(&rng, 1);
+    struct sample_result r;
+    float l[V];
+    base_logits(l);
+    int32_t hist[] = {4};
+    sampler_sample(s, l, &p, hist, 1, 1, &rng, &r);
+    test_cond("logprob of the chosen token is raw", r.token == 3 && fabsf(r.logprob - logf(4.0f / 15)) < 1e-5f);
+    test_cond("top logprobs sorted, raw", r.n_top == 3 && r.top_ids[0] == 4 && r.top_ids[1] == 3 &&
+                                              r.top_ids[2] == 2 && fabsf(r.top_logprobs[0] - logf(5.0f / 15)) < 1e-5f);
+
+    sampling_params_init(&p);
+    p.temperature = 1;
+    int32_t a[50], b[50];
+    struct sampler_rng r1, r2;
+    sampler_rng_seed(&r1, 99);
+    sampler_rng_seed(&r2, 99);
+    bool same = true, varied = false;
+    for (int i = 0; i < 50; i++) {
+        base_logits(l);
+        sampler_sample(s, l, &p, NULL, 0, 0, &r1, &r);
+        a[i] = r.token;
+        base_logits(l);
+        sampler_sample(s, l, &p, NULL, 0, 0, &r2, &r);
+        b[i] = r.token;
+        same &= a[i] == b[i];
+        varied |= a[i] != a[0];
+    }
+    test_cond("same seed, same tokens", same);
+    test_cond("sampling is not constant", varied);
+}
+
+int main(void)
+{
+    struct ms_err err;
+    struct sampler *s = sampler_create(V, &err);
+    test_filters(s);
+    test_greedy_penalties_bias(s);
+    test_logprobs_and_seeds(s);
+    sampler_destroy(s);
+    test_report();
+}
