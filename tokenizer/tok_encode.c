@@ -1,0 +1,430 @@
+/* Encoding: added-token matching, NFC, the Qwen2 pre-tokenizer (by hand) and BPE merges. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tokenizer/tok_internal.h"
+#include "tokenizer/tok_unidata.h"
+#include "tokenizer/tokenizer.h"
+
+int tok_ids_push(struct tok_ids *ids, int32_t id)
+{
+    if (ids->n == ids->cap) {
+        size_t cap = ids->cap ? ids->cap * 2 : 64;
+        int32_t *v = realloc(ids->v, cap * sizeof *v);
+        if (!v) return MS_ERR_NOMEM;
+        ids->v = v;
+        ids->cap = cap;
+    }
+    ids->v[ids->n++] = id;
+    return 0;
+}
+
+/* ---- BPE ------------------------------------------------------------------------------------ */
+
+/* Rank of the merge (a, b), or UINT32_MAX if there is none. */
+static inline uint32_t merge_rank(const struct tokenizer *t, int32_t a, int32_t b)
+{
+    uint64_t key = ((uint64_t)(uint32_t)a << 20) | (uint32_t)b;
+    uint64_t mask = ((uint64_t)1 << t->merge_bits) - 1;
+    uint64_t h = (key * 0x9E3779B97F4A7C15ULL) >> (64 - t->merge_bits);
+    for (;;) {
+        uint64_t s = t->merge_slots[h];
+        if (s == UINT64_MAX) return UINT32_MAX;
+        if ((s >> 24) == key) return (uint32_t)(s & 0xFFFFFF);
+        h = (h + 1) & mask;
+    }
+}
+
+#define SMALL_WORD 64
+
+/* Short words: arrays, repeated scans for the lowest rank (leftmost on ties). */
+static int bpe_small(const struct tokenizer *t, int32_t *sym, size_t m, struct tok_ids *ids)
+{
+    uint32_t rank[SMALL_WORD];
+    for (size_t i = 0; i + 1 < m; i++) rank[i] = merge_rank(t, sym[i], sym[i + 1]);
+    while (m > 1) {
+        uint32_t best = UINT32_MAX;
+        size_t at = 0;
+        for (size_t i = 0; i + 1 < m; i++)
+            if (rank[i] < best) {
+                best = rank[i];
+                at = i;
+            }
+        if (best == UINT32_MAX) break;
+        sym[at] = t->merge_new[best];
+        memmove(sym + at + 1, sym + at + 2, (m - at - 2) * sizeof *sym);
+        if (at + 3 < m) memmove(rank + at + 1, rank + at + 2, (m - at - 3) * sizeof *rank);
+        m--;
+        if (at > 0) rank[at - 1] = merge_rank(t, sym[at - 1], sym[at]);
+        if (at + 1 < m) rank[at] = merge_rank(t, sym[at], sym[at + 1]);
+    }
+    for (size_t i = 0; i < m; i++)
+        if (tok_ids_push(ids, sym[i])) return MS_ERR_NOMEM;
+    return 0;
+}
+
+/* Long words: a doubly linked list of symbols and a binary min-heap of (rank, position), as in
+ * HF's Word::merge_all; O(n log n). */
+struct hsym {
+    int32_t id;
+    int32_t prev, next; /* -1 at the ends */
+    int alive;
+};
+
+static void heap_push(uint64_t *h, size_t *n, uint64_t v)
+{
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (h[p] <= v) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = v;
+}
+
+static uint64_t heap_pop(uint64_t *h, size_t *n)
+{
+    uint64_t top = h[0], v = h[--(*n)];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && h[c + 1] < h[c]) c++;
+        if (h[c] >= v) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = v;
+    return top;
+}
+
+static int bpe_large(const struct tokenizer *t, const int32_t *ids0, size_t m, struct tok_ids *ids)
+{
+    struct hsym *s = malloc(m * sizeof *s);
+    uint64_t *heap = malloc(2 * m * sizeof *heap + 8); /* each merge pushes at most 2 */
+    size_t hn = 0;
+    if (!s || !heap) {
+        free(s);
+        free(heap);
+        return MS_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < m; i++) {
+        s[i].id = ids0[i];
+        s[i].prev = (int32_t)i - 1;
+        s[i].next = i + 1 < m ? (int32_t)i + 1 : -1;
+        s[i].alive = 1;
+    }
+    for (size_t i = 0; i + 1 < m; i++) {
+        uint32_t r = merge_rank(t, s[i].id, s[i + 1].id);
+        if (r != UINT32_MAX) heap_push(heap, &hn, ((uint64_t)r << 32) | i);
+    }
+    while (hn) {
+        uint64_t top = heap_pop(heap, &hn);
+        uint32_t r = (uint32_t)(top >> 32), pos = (uint32_t)top;
+        if (!s[pos].alive || s[pos].next < 0) continue;
+        int32_t nx = s[pos].next;
+        if (merge_rank(t, s[pos].id, s[nx].id) != r) continue; /* stale entry */
+        s[pos].id = t->merge_new[r];
+        s[nx].alive = 0;
+        s[pos].next = s[nx].next;
+        if (s[nx].next >= 0) s[s[nx].next].prev = (int32_t)pos;
+        if (s[pos].prev >= 0) {
+            int32_t pv = s[pos].prev;
+            uint32_t r2 = merge_rank(t, s[pv].id, s[pos].id);
+            if (r2 != UINT32_MAX) heap_push(heap, &hn, ((uint64_t)r2 << 32) | (uint32_t)pv);
+        }
+        if (s[pos].next >= 0) {
+            uint32_t r2 = merge_rank(t, s[pos].id, s[s[pos].next].id);
+            if (r2 != UINT32_MAX) heap_push(heap, &hn, ((uint64_t)r2 << 32) | pos);
+        }
+    }
+    int rc = 0;
+    for (int32_t i = 0; i >= 0 && !rc; i = s[i].next) rc = tok_ids_push(ids, s[i].id);
+    free(s);
+    free(heap);
+    return rc;
+}
+
+int tok_bpe_word(const struct tokenizer *t, const unsigned char *w, size_t len, struct tok_ids *ids,
+                 int use_fast_path)
+{
+    if (len == 0) return 0;
+    if (len == 1) return t->byte_id[w[0]] >= 0 ? tok_ids_push(ids, t->byte_id[w[0]]) : 0;
+    if (use_fast_path || t->ignore_merges) {
+        int32_t id = tok_strmap_get(t, &t->by_bytes, 1, (const char *)w, len);
+        if (id >= 0 && (t->ignore_merges || (t->flags[id] & TOK_F_SINGLE))) return tok_ids_push(ids, id);
+    }
+    int32_t small[SMALL_WORD];
+    int32_t *sym = len <= SMALL_WORD ? small : malloc(len * sizeof *sym);
+    if (!sym) return MS_ERR_NOMEM;
+    size_t m = 0;
+    for (size_t i = 0; i < len; i++) /* bytes missing from the vocab are dropped, as HF does */
+        if (t->byte_id[w[i]] >= 0) sym[m++] = t->byte_id[w[i]];
+    int rc = m <= SMALL_WORD ? bpe_small(t, sym, m, ids) : bpe_large(t, sym, m, ids);
+    if (sym != small) free(sym);
+    return rc;
+}
+
+/* ---- Pre-tokenizer ---------------------------------------------------------------------------
+ * The Split regex of Qwen2/Qwen3, "Isolated" behaviour:
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+ *   \s*[\r\n]+|\s+(?!\S)|\s+
+ * Every character is covered by some alternative, so the pieces tile the text. */
+
+static const uint8_t ascii_cls[128] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 3, 3, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0,
+};
+
+/* Class of the (valid) character at s[i]; *l gets its length, *cp the code point. */
+static inline unsigned cls_at(const unsigned char *s, size_t n, size_t i, size_t *l, uint32_t *cp)
+{
+    if (s[i] < 0x80) {
+        *l = 1;
+        *cp = s[i];
+        return ascii_cls[s[i]];
+    }
+    *l = tok_utf8_decode(s + i, n - i, cp);
+    if (!*l) { /* unreachable for validated input */
+        *l = 1;
+        return TOK_C_OTHER;
+    }
+    return tok_cls(*cp) & 3;
+}
+
+static size_t letters_run(const unsigned char *s, size_t n, size_t j)
+{
+    while (j < n) {
+        size_t l;
+        uint32_t cp;
+        if (cls_at(s, n, j, &l, &cp) != TOK_C_LETTER) break;
+        j += l;
+    }
+    return j;
+}
+
+static inline int fold_eq(unsigned char c, char lower)
+{
+    return (c | 0x20) == (unsigned char)lower;
+}
+
+/* End of the piece starting at s[i]. */
+static size_t pretok_next(const unsigned char *s, size_t n, size_t i)
+{
+    size_t l0, l1;
+    uint32_t cp0, cp1;
+    unsigned c0 = cls_at(s, n, i, &l0, &cp0);
+
+    /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
+    if (cp0 == '\'' && i + 1 < n) {
+        unsigned char a = s[i + 1];
+        if (fold_eq(a, 't') || fold_eq(a, 'm') || fold_eq(a, 'd')) return i + 2;
+        if (fold_eq(a, 's')) return i + 2;
+        if (a == 0xC5 && i + 2 < n && s[i + 2] == 0xBF) return i + 3; /* U+017F folds to s */
+        if (i + 2 < n) {
+            unsigned char b = s[i + 2];
+            if ((fold_eq(a, 'r') || fold_eq(a, 'v')) && fold_eq(b, 'e')) return i + 3;
+            if (fold_eq(a, 'l') && fold_eq(b, 'l')) return i + 3;
+        }
+    }
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    if (c0 == TOK_C_LETTER) return letters_run(s, n, i + l0);
+    if (c0 != TOK_C_NUMBER && cp0 != '\r' && cp0 != '\n' && i + l0 < n &&
+        cls_at(s, n, i + l0, &l1, &cp1) == TOK_C_LETTER)
+        return letters_run(s, n, i + l0 + l1);
+    /* \p{N} */
+    if (c0 == TOK_C_NUMBER) return i + l0;
+    /* ' ?[^\s\p{L}\p{N}]+[\r\n]*' */
+    {
+        size_t j = i;
+        if (cp0 == ' ') j++;
+        size_t k = j;
+        while (k < n) {
+            size_t l;
+            uint32_t cp;
+            if (cls_at(s, n, k, &l, &cp) != TOK_C_OTHER) break;
+            k += l;
+        }
+        if (k > j) {
+            while (k < n && (s[k] == '\r' || s[k] == '\n')) k++;
+            return k;
+        }
+    }
+    /* c0 is whitespace from here on. */
+    size_t j = i, last_nl = 0, last_start = i;
+    while (j < n) {
+        size_t l;
+        uint32_t cp;
+        if (cls_at(s, n, j, &l, &cp) != TOK_C_SPACE) break;
+        if (cp == '\r' || cp == '\n') last_nl = j + 1;
+        last_start = j;
+        j += l;
+    }
+    /* \s*[\r\n]+ */
+    if (last_nl) return last_nl;
+    /* \s+(?!\S) */
+    if (j == n) return j;
+    if (last_start > i) return last_start;
+    /* \s+ */
+    return j;
+}
+
+static int pretok_bpe(const struct tokenizer *t, const unsigned char *s, size_t n, struct tok_ids *ids)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t e = pretok_next(s, n, i);
+        int rc = tok_bpe_word(t, s + i, e - i, ids, 1);
+        if (rc) return rc;
+        i = e;
+    }
+    return 0;
+}
+
+/* ---- Added tokens --------------------------------------------------------------------------- */
+
+static int is_word_char_before(const unsigned char *s, size_t end)
+{
+    if (end == 0) return 0;
+    size_t st = end - 1;
+    while (st > 0 && (s[st] & 0xC0) == 0x80) st--;
+    uint32_t cp;
+    if (!tok_utf8_decode(s + st, end - st, &cp)) return 0;
+    return (tok_cls(cp) & TOK_C_WORD) != 0;
+}
+
+static int is_word_char_at(const unsigned char *s, size_t n, size_t i)
+{
+    if (i >= n) return 0;
+    uint32_t cp;
+    if (!tok_utf8_decode(s + i, n - i, &cp)) return 0;
+    return (tok_cls(cp) & TOK_C_WORD) != 0;
+}
+
+static int is_space_at(const unsigned char *s, size_t n, size_t i, size_t *l)
+{
+    uint32_t cp;
+    return cls_at(s, n, i, l, &cp) == TOK_C_SPACE;
+}
+
+/* Leftmost-longest match of the set at or after `from`. */
+static const struct tok_added *find_added(const struct tok_addset *set, const unsigned char *s,
+                                          size_t n, size_t from, size_t *at)
+{
+    for (size_t p = from; p < n; p++) {
+        unsigned b = s[p];
+        for (unsigned k = set->first[b]; k < set->first[b + 1]; k++) {
+            const struct tok_added *a = set->tok[k];
+            if (a->len <= n - p && !memcmp(s + p, a->content, a->len)) {
+                *at = p;
+                return a;
+            }
+        }
+    }
+    return NULL;
+}
+
+typedef int (*segment_fn)(const struct tokenizer *t, const unsigned char *s, size_t n, int allow_special,
+                          struct tok_ids *ids, struct tok_buf *buf);
+
+/* Splits s by the added tokens of `set` like HF's AddedVocabulary::find_matches: text between
+ * matches goes to `seg`, matched tokens are appended as ids. */
+static int split_added(const struct tokenizer *t, const struct tok_addset *set, const unsigned char *s,
+                       size_t n, int allow_special, struct tok_ids *ids, struct tok_buf *buf, segment_fn seg)
+{
+    size_t pos = 0, start_offset = 0;
+    int rc;
+    if (set->n) {
+        for (;;) {
+            size_t at;
+            const struct tok_added *a = find_added(set, s, n, pos, &at);
+            if (!a) break;
+            size_t start = at, stop = at + a->len;
+            pos = stop;
+            if (a->special && !allow_special) continue;
+            if (a->single_word && (is_word_char_before(s, start) || is_word_char_at(s, n, stop))) continue;
+            if (start < start_offset) continue; /* overlaps a previous rstrip */
+            if (a->lstrip) {
+                size_t ns = start;
+                while (ns > start_offset) {
+                    size_t st = ns - 1, l;
+                    while (st > 0 && (s[st] & 0xC0) == 0x80) st--;
+                    if (!is_space_at(s, n, st, &l)) break;
+                    ns = st;
+                }
+                start = ns;
+            }
+            if (a->rstrip) {
+                size_t l;
+                while (stop < n && is_space_at(s, n, stop, &l)) stop += l;
+                if (stop > pos) pos = stop;
+            }
+            if (start_offset < start &&
+                (rc = seg(t, s + start_offset, start - start_offset, allow_special, ids, buf)))
+                return rc;
+            if ((rc = tok_ids_push(ids, a->id))) return rc;
+            start_offset = stop;
+        }
+    }
+    if (start_offset < n) return seg(t, s + start_offset, n - start_offset, allow_special, ids, buf);
+    return 0;
+}
+
+static int normalized_part(const struct tokenizer *t, const unsigned char *s, size_t n, int allow_special,
+                           struct tok_ids *ids, struct tok_buf *buf)
+{
+    (void)allow_special;
+    (void)buf;
+    return pretok_bpe(t, s, n, ids);
+}
+
+static int raw_part(const struct tokenizer *t, const unsigned char *s, size_t n, int allow_special,
+                    struct tok_ids *ids, struct tok_buf *buf)
+{
+    const char *norm = (const char *)s;
+    size_t nlen = n;
+    int rc;
+    if (t->nfc && (rc = tok_nfc((const char *)s, n, buf, &norm, &nlen))) return rc;
+    if (t->norm_set.n) {
+        /* The normalized text may live in buf; the callee does not use buf. */
+        return split_added(t, &t->norm_set, (const unsigned char *)norm, nlen, allow_special, ids, NULL,
+                           normalized_part);
+    }
+    return pretok_bpe(t, (const unsigned char *)norm, nlen, ids);
+}
+
+int tok_encode(const struct tokenizer *t, const char *text, size_t len, int allow_special,
+               int32_t **ids_out, size_t *n_out, struct ms_err *err)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    *ids_out = NULL;
+    *n_out = 0;
+    for (size_t i = 0; i < len;) {
+        if (s[i] < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        size_t l = tok_utf8_decode(s + i, len - i, &cp);
+        if (!l) return ms_err_set(err, MS_ERR_INVALID, "tokenizer: text is not valid UTF-8 at byte %zu", i);
+        i += l;
+    }
+    struct tok_ids ids = {0};
+    struct tok_buf buf = {0};
+    int rc = split_added(t, &t->raw_set, s, len, allow_special, &ids, &buf, raw_part);
+    free(buf.p);
+    if (rc) {
+        free(ids.v);
+        return ms_err_set(err, rc, "tokenizer: out of memory encoding %zu bytes", len);
+    }
+    if (ids.n == 0) {
+        free(ids.v);
+        ids.v = NULL;
+    }
+    *ids_out = ids.v;
+    *n_out = ids.n;
+    return 0;
+}

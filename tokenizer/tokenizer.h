@@ -1,0 +1,92 @@
+/* Byte-level BPE tokenizer for Qwen2/Qwen3 tokenizer.json files, exact against Hugging Face's
+ * `tokenizers` library (encode with add_special_tokens=false, decode with
+ * skip_special_tokens=false).
+ *
+ * Pipeline (as in HF): added tokens are matched first on the raw text (leftmost-longest, honouring
+ * each token's lstrip/rstrip/single_word/normalized flags); the text between them is NFC
+ * normalized, split by the Qwen2 pre-tokenizer regex (implemented by hand, no regex engine),
+ * mapped to byte-level symbols and merged by BPE rank.
+ *
+ * Thread-safety: a loaded tokenizer is immutable; every function taking a `const struct tokenizer *`
+ * may be called from any number of threads at once. A stream decoder (struct tok_stream) belongs
+ * to one thread at a time.
+ *
+ * Errors: functions returning int return 0 or a negative MS_ERR_* and fill `err` (may be NULL).
+ */
+#ifndef MS_TOKENIZER_H
+#define MS_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/ms_common.h"
+
+struct tokenizer;
+
+/* Loads MODEL_DIR/tokenizer.json. Unknown or malformed fields, and pipeline components this
+ * implementation does not support, fail with MS_ERR_INVALID / MS_ERR_UNSUPPORTED and a message
+ * naming the field. Returns NULL on failure. */
+struct tokenizer *tok_load(const char *model_dir, struct ms_err *err);
+
+/* Same, from the path of a tokenizer.json file. */
+struct tokenizer *tok_load_file(const char *json_path, struct ms_err *err);
+
+/* Frees a tokenizer (NULL allowed). */
+void tok_free(struct tokenizer *tok);
+
+/* Encodes `len` bytes of UTF-8 `text` (need not be NUL-terminated). On success *ids_out is a
+ * malloc'd array of *n_out ids owned by the caller (free() it; it is NULL when *n_out is 0).
+ * allow_special = 1: every added token in the text is matched (HF default).
+ * allow_special = 0: added tokens marked "special" (<|im_start|>, <|endoftext|>, ...) are encoded
+ *   as plain text, like HF's split_special_tokens=True; non-special added tokens (<think>,
+ *   <tool_call>, ...) are still matched.
+ * Invalid UTF-8 input fails with MS_ERR_INVALID. */
+int tok_encode(const struct tokenizer *tok, const char *text, size_t len, int allow_special,
+               int32_t **ids_out, size_t *n_out, struct ms_err *err);
+
+/* Decodes ids to text like HF's decode(ids, skip_special_tokens=false): byte-level tokens are
+ * mapped back to bytes, added tokens give their content, unknown ids are skipped, and invalid UTF-8
+ * is replaced by U+FFFD (one per maximal invalid subsequence, as Rust's from_utf8_lossy does).
+ * Returns a malloc'd NUL-terminated string (caller frees), *len_out (may be NULL) gets its length;
+ * NULL on allocation failure. */
+char *tok_decode(const struct tokenizer *tok, const int32_t *ids, size_t n, size_t *len_out);
+
+/* Number of ids: one more than the largest id of the vocabulary or the added tokens. */
+size_t tok_vocab_size(const struct tokenizer *tok);
+
+/* Id of a token given its text: added tokens by content ("<think>", "<|im_end|>", ...), then
+ * vocabulary entries by their byte-level form ("Ġthe"). -1 if absent. */
+int32_t tok_token_id(const struct tokenizer *tok, const char *token_text);
+
+/* The token's text as stored in tokenizer.json (byte-level form for vocabulary entries, content
+ * for added tokens), NUL-terminated and owned by the tokenizer; NULL for an unknown id. */
+const char *tok_id_to_piece(const struct tokenizer *tok, int32_t id);
+
+/* The raw bytes the token decodes to (not necessarily valid UTF-8 on its own), owned by the
+ * tokenizer; *len gets their count. NULL for an unknown id. */
+const char *tok_id_to_bytes(const struct tokenizer *tok, int32_t id, size_t *len);
+
+/* 1 if id is an added token marked special in tokenizer.json, else 0. */
+int tok_is_special(const struct tokenizer *tok, int32_t id);
+
+/* Streaming decoder: feeds ids one at a time and returns the text they complete, holding back the
+ * bytes of a UTF-8 character until its last byte arrives. Invalid bytes become U+FFFD exactly as in
+ * tok_decode, so the concatenation of every push and the finish equals tok_decode of all ids. */
+struct tok_stream;
+
+/* Creates a stream decoder over `tok` (which must outlive it); NULL on allocation failure. */
+struct tok_stream *tok_stream_create(const struct tokenizer *tok);
+
+/* Adds one id. On success returns 0, *text points at the newly completed text (NUL-terminated,
+ * *len bytes, possibly empty) owned by the stream and valid until the next call on it. */
+int tok_stream_push(struct tok_stream *s, int32_t id, const char **text, size_t *len,
+                    struct ms_err *err);
+
+/* Flushes held-back bytes (an incomplete character becomes U+FFFD) and resets the stream for
+ * reuse. Output as for tok_stream_push. */
+int tok_stream_finish(struct tok_stream *s, const char **text, size_t *len, struct ms_err *err);
+
+/* Frees a stream decoder (NULL allowed). */
+void tok_stream_destroy(struct tok_stream *s);
+
+#endif
