@@ -18,12 +18,14 @@ static const char forward_help[] =
     "  --model DIR        Hugging Face model directory (config.json, *.safetensors)\n"
     "  --prompt-ids LIST  comma-separated token ids\n"
     "  --out FILE         where to write the logits\n"
-    "  --threads N        compute threads (default: number of cores)\n";
+    "  --threads N        compute threads (default: number of cores)\n"
+    "  --kv-cache-dtype T f32 (default), bf16 or f16: storage of the K/V the attention reads\n";
 
 int cmd_forward(int argc, char **argv)
 {
     const char *model_dir = NULL, *ids_text = NULL, *out_path = NULL;
     long threads = cli_default_threads();
+    enum tensor_dtype kv_dtype = TENSOR_DTYPE_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -38,7 +40,12 @@ int cmd_forward(int argc, char **argv)
         if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--prompt-ids")) ids_text = v;
         else if (!strcmp(a, "--out")) out_path = v;
-        else if (!strcmp(a, "--threads")) {
+        else if (!strcmp(a, "--kv-cache-dtype")) {
+            if (kv_cache_parse_dtype(v, &kv_dtype)) {
+                fprintf(stderr, "moeserve forward: --kv-cache-dtype expects f32, bf16 or f16, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--threads")) {
             if (cli_parse_int(a, v, 1, 1024, &threads)) return 2;
         } else {
             fprintf(stderr, "moeserve forward: unknown option %s (see --help)\n", a);
@@ -68,7 +75,7 @@ int cmd_forward(int argc, char **argv)
     const struct model_config *c = &m->cfg;
     if (!(tp = tp_create((int)threads, model_scratch_floats(m, n), &err)) ||
         !(scratch = model_scratch_create(m, n, &err)) ||
-        !(kv = kv_cache_create(c->num_layers, blocks, bs, c->num_kv_heads, c->head_dim, TENSOR_DTYPE_F32, &err))) {
+        !(kv = kv_cache_create(c->num_layers, blocks, bs, c->num_kv_heads, c->head_dim, kv_dtype, &err))) {
         fprintf(stderr, "moeserve: %s\n", err.msg);
         goto out;
     }

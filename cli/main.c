@@ -12,6 +12,7 @@ static const struct {
     {"generate", cmd_generate, "generate a continuation of a prompt"},
     {"forward", cmd_forward, "dump the logits of every prompt position (testing)"},
     {"tokenize", cmd_tokenize, "encode/decode JSON lines with the model's tokenizer"},
+    {"template", cmd_template, "render the chat template for a JSON request on stdin"},
 };
 
 static void usage(FILE *out)
