@@ -3,3 +3,7 @@ ms_c_test(test_engine)
 set_tests_properties(test_engine PROPERTIES FIXTURES_REQUIRED model_tiny TIMEOUT 600)
 ms_c_test(test_sampler)
 ms_c_test(test_kv_block_pool)
+add_test(NAME generate_prompt_file_batched_equals_alone
+         COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/engine/test_generate_batch.py
+                 $<TARGET_FILE:moeserve> ${MS_MODELS}/tiny ${CMAKE_BINARY_DIR}/generate_batch)
+set_tests_properties(generate_prompt_file_batched_equals_alone PROPERTIES FIXTURES_REQUIRED model_tiny)
