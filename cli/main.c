@@ -9,6 +9,7 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *help;
 } commands[] = {
+    {"serve", cmd_serve, "serve the model over an OpenAI-compatible HTTP API"},
     {"generate", cmd_generate, "generate a continuation of a prompt"},
     {"forward", cmd_forward, "dump the logits of every prompt position (testing)"},
     {"tokenize", cmd_tokenize, "encode/decode JSON lines with the model's tokenizer"},

@@ -8,4 +8,4 @@ MODEL=${MOESERVE_MODEL:-models/tiny}
 if [ ! -f "$MODEL/config.json" ]; then
   /usr/bin/python3 tools/make_model.py "$MODEL" --preset tiny
 fi
-exec ./build/moeserve generate --model "$MODEL" --prompt-ids "${MOESERVE_PROMPT_IDS:-9707,1879,11,1246,525,498,30}" --max-tokens 32
+exec ./build/moeserve serve --model "$MODEL"
