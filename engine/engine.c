@@ -91,7 +91,8 @@ const struct engine_config *engine_get_config(const struct engine *e)
 static void finish(struct engine *e, struct request *r, enum finish_reason why, const char *error)
 {
     sched_remove_request(e->sched, r);
-    struct stream_event ev = {.finish = why, .token = -1, .prompt_tokens = r->n_prompt,
+    double queued = (r->t_scheduled > 0 ? r->t_scheduled : ms_now()) - r->t_arrival;
+    struct stream_event ev = {.finish = why, .token = -1, .queue_time = queued, .prompt_tokens = r->n_prompt,
                               .completion_tokens = request_num_output(r), .cached_tokens = r->num_cached_prompt};
     if (error) ms_strlcpy(ev.error, error, sizeof ev.error);
     e->counters.finished[why]++;
@@ -164,7 +165,8 @@ static void update_request(struct engine *e, struct request *r, float *logits)
         finish(e, r, FINISH_STOP, NULL);
         return;
     }
-    struct stream_event ev = {.finish = FINISH_NONE, .token = res.token, .sample = res};
+    struct stream_event ev = {.finish = FINISH_NONE, .token = res.token, .sample = res,
+                              .queue_time = r->t_scheduled - r->t_arrival};
     stream_push(r->stream, &ev);
     track_thinking(r, res.token);
     if (request_num_output(r) >= r->max_tokens) finish(e, r, FINISH_LENGTH, NULL);
@@ -180,6 +182,9 @@ static void step(struct engine *e)
         if (r) finish(e, r, FINISH_ERROR, "the request does not fit in the KV cache");
         return;
     }
+    double now = ms_now();
+    for (int i = 0; i < so.n; i++)
+        if (so.reqs[i]->t_scheduled == 0) so.reqs[i]->t_scheduled = now;
     struct fwd_batch b;
     build_batch(e, &so, &b);
     struct ms_err err = {{0}};

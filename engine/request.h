@@ -69,7 +69,7 @@ struct request {
     int forced_pos;           /* next forced id to emit; n_forced_ids when not forcing */
     struct sampler_rng rng;
     struct stream *stream;    /* one reference held until the final event is pushed */
-    double t_arrival, t_first_token;
+    double t_arrival, t_scheduled; /* ms_now() at submit and at first scheduling (0: not yet) */
 };
 
 /* Copies params into a new request able to hold max_len tokens and their blocks. NULL on

@@ -26,6 +26,7 @@ struct stream_event {
     enum finish_reason finish;
     int32_t token;             /* token events: the new token id */
     struct sample_result sample; /* logprob data when requested */
+    double queue_time;         /* seconds from submit to first scheduled step (token and final events) */
     /* final event: usage */
     int prompt_tokens, completion_tokens, cached_tokens;
     char error[160];

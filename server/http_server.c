@@ -416,7 +416,7 @@ static void choice_token(struct job *j, struct choice *ch, const struct stream_e
     ch->n_tokens++;
     if (ch->n_tokens == 1) {
         metrics_observe(s->metrics, METRICS_HIST_TTFT, now - j->t_submit);
-        metrics_observe(s->metrics, METRICS_HIST_QUEUE, now - j->t_submit);
+        metrics_observe(s->metrics, METRICS_HIST_QUEUE, ev->queue_time);
         if (j->t_first == 0) j->t_first = now;
     } else {
         metrics_observe(s->metrics, METRICS_HIST_ITL, now - ch->t_last);
