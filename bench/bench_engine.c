@@ -1,7 +1,8 @@
 /* Engine benchmark: prefill and batched decode throughput of the engine on one model.
  *
  * usage: bench_engine MODEL_DIR [--threads N] [--prompt-len 512] [--decode-tokens 32]
- *                     [--batches 1,4,8,16,32] [--kv-cache-dtype f32]
+ *                     [--batches 1,4,8,16,32] [--kv-cache-dtype f32] [--quantize q8_0]
+ *                     [--bf16-activations 1]
  *
  * Prefill: one request with a prompt of --prompt-len random ids and max_tokens 1; the time from
  * submit to its final event (prompt tokens / s). Decode at batch B: B requests with distinct
@@ -105,11 +106,14 @@ int main(int argc, char **argv)
     }
     struct engine_config base = {.threads = (int)sysconf(_SC_NPROCESSORS_ONLN)};
     int prompt_len = 512, decode_tokens = 32;
+    struct model_load_opts lo = {.threads = base.threads};
     char batches[256] = "1,4,8,16,32";
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--prompt-len")) prompt_len = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--decode-tokens")) decode_tokens = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batches")) snprintf(batches, sizeof batches, "%s", argv[i + 1]);
+        else if (!strcmp(argv[i], "--quantize")) lo.quantize_q8_0 = !strcmp(argv[i + 1], "q8_0");
+        else if (!strcmp(argv[i], "--bf16-activations")) lo.bf16_activations = !strcmp(argv[i + 1], "1");
         else if (engine_opts_parse(&base, argv[i], argv[i + 1]) <= 0) {
             fprintf(stderr, "bench: unknown option %s\n", argv[i]);
             return 2;
@@ -117,10 +121,13 @@ int main(int argc, char **argv)
     }
     struct model *m = NULL;
     struct ms_err err = {{0}};
-    if (model_load(argv[1], false, &m, &err)) {
+    double t_load = ms_now();
+    if (model_load_with_opts(argv[1], &lo, &m, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         return 1;
     }
+    fprintf(stderr, "bench: loaded in %.2f s%s%s\n", ms_now() - t_load, model_is_quantized(m) ? " (quantized to Q8_0)" : "",
+            m->bf16_activations ? " (bf16 activations)" : "");
     static struct req rs[64];
     printf("| measure | batch | tokens | seconds | tok/s | ms/step |\n| --- | --- | --- | --- | --- | --- |\n");
 

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 int cli_parse_int(const char *flag, const char *text, long lo, long hi, long *out)
@@ -79,16 +80,32 @@ int cli_default_threads(void)
 
 int cli_load_model(const char *dir, struct model **out)
 {
+    return cli_load_model_quant(dir, NULL, out);
+}
+
+int cli_load_model_quant(const char *dir, const char *quantize, struct model **out)
+{
     struct ms_err err = {{0}};
+    struct model_load_opts o = {.show_progress = isatty(2), .threads = cli_default_threads()};
+    if (!quantize) quantize = getenv("MOESERVE_QUANTIZE");
+    if (quantize && !strcmp(quantize, "q8_0")) {
+        o.quantize_q8_0 = true;
+    } else if (quantize && *quantize && strcmp(quantize, "none")) {
+        fprintf(stderr, "moeserve: --quantize (MOESERVE_QUANTIZE) expects q8_0 or none, got '%s'\n", quantize);
+        return -1;
+    }
+    const char *bf16 = getenv("MOESERVE_BF16_ACTIVATIONS");
+    o.bf16_activations = bf16 && !strcmp(bf16, "1");
     double t0 = ms_now();
-    if (model_load(dir, isatty(2), out, &err)) {
+    if (model_load_with_opts(dir, &o, out, &err)) {
         fprintf(stderr, "moeserve: %s\n", err.msg);
         return -1;
     }
     const struct model *m = *out;
-    fprintf(stderr, "moeserve: loaded %s (%s, %d layers, %s%d experts, %.2f GB mapped) in %.2f s\n", dir,
+    fprintf(stderr, "moeserve: loaded %s (%s, %d layers, %s%d experts, %.2f GB mapped%s) in %.2f s\n", dir,
             m->cfg.family == MODEL_FAMILY_QWEN3_MOE ? "qwen3_moe" : "qwen3", m->cfg.num_layers,
             m->cfg.num_experts ? "" : "dense, ", m->cfg.num_experts, m->weights->mapped_bytes / 1e9,
+            model_is_quantized(m) ? ", matmul weights quantized to Q8_0" : m->bf16_activations ? ", bf16 activations" : "",
             ms_now() - t0);
     return 0;
 }

@@ -25,4 +25,9 @@ struct model;
 /* Loads a model directory with progress on a terminal and one summary line on stderr; on
  * failure prints the one-line error and returns -1. */
 int cli_load_model(const char *dir, struct model **out);
+
+/* The same, converting the weights at load when `quantize` is "q8_0" (NULL: the environment
+ * variable MOESERVE_QUANTIZE, else none; "none" or "" keeps the stored dtype). With
+ * MOESERVE_BF16_ACTIVATIONS=1, BF16 matmuls take bf16-rounded inputs (model_load_opts). */
+int cli_load_model_quant(const char *dir, const char *quantize, struct model **out);
 #endif

@@ -19,11 +19,12 @@ static const char forward_help[] =
     "  --prompt-ids LIST  comma-separated token ids\n"
     "  --out FILE         where to write the logits\n"
     "  --threads N        compute threads (default: number of cores)\n"
-    "  --kv-cache-dtype T f32 (default), bf16 or f16: storage of the K/V the attention reads\n";
+    "  --kv-cache-dtype T f32 (default), bf16 or f16: storage of the K/V the attention reads\n"
+    "  --quantize q8_0    convert the matmul weights to Q8_0 at load (env MOESERVE_QUANTIZE)\n";
 
 int cmd_forward(int argc, char **argv)
 {
-    const char *model_dir = NULL, *ids_text = NULL, *out_path = NULL;
+    const char *model_dir = NULL, *ids_text = NULL, *out_path = NULL, *quantize = NULL;
     long threads = cli_default_threads();
     enum tensor_dtype kv_dtype = TENSOR_DTYPE_F32;
     for (int i = 1; i < argc; i++) {
@@ -40,6 +41,7 @@ int cmd_forward(int argc, char **argv)
         if (!strcmp(a, "--model")) model_dir = v;
         else if (!strcmp(a, "--prompt-ids")) ids_text = v;
         else if (!strcmp(a, "--out")) out_path = v;
+        else if (!strcmp(a, "--quantize")) quantize = v;
         else if (!strcmp(a, "--kv-cache-dtype")) {
             if (kv_cache_parse_dtype(v, &kv_dtype)) {
                 fprintf(stderr, "moeserve forward: --kv-cache-dtype expects f32, bf16 or f16, got '%s'\n", v);
@@ -69,7 +71,7 @@ int cmd_forward(int argc, char **argv)
     float *logits = NULL;
     int32_t *pos = NULL, *rows = NULL, *seq = NULL, *table = NULL;
     FILE *f = NULL;
-    if (cli_load_model(model_dir, &m)) goto out;
+    if (cli_load_model_quant(model_dir, quantize, &m)) goto out;
     /* one sequence in one batch: blocks 0..n/bs in order, every row's logits wanted */
     const int bs = 16, blocks = (n + bs - 1) / bs;
     const struct model_config *c = &m->cfg;

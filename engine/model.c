@@ -7,6 +7,7 @@
 
 #include "engine/kernels.h"
 #include "engine/kv_cache.h"
+#include "engine/quant.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Loading */
@@ -71,17 +72,32 @@ static int copy_norms(struct model *m, struct ms_err *err)
 
 int model_load(const char *model_dir, bool show_progress, struct model **out, struct ms_err *err)
 {
+    struct model_load_opts o = {.show_progress = show_progress};
+    return model_load_with_opts(model_dir, &o, out, err);
+}
+
+bool model_is_quantized(const struct model *m)
+{
+    return m->weights->quant_bytes > 0;
+}
+
+int model_load_with_opts(const char *model_dir, const struct model_load_opts *o, struct model **out,
+                         struct ms_err *err)
+{
     *out = NULL;
     struct model *m = calloc(1, sizeof *m);
     if (!m) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     int rc = model_config_load(&m->cfg, model_dir, err);
-    if (!rc) rc = weights_load(&m->cfg, model_dir, show_progress, &m->weights, err);
+    if (!rc) rc = weights_load(&m->cfg, model_dir, o->show_progress, &m->weights, err);
+    if (!rc && o->quantize_q8_0)
+        rc = weights_quantize(m->weights, TENSOR_DTYPE_Q8_0, o->threads > 0 ? o->threads : 1, o->show_progress, err);
     if (!rc) rc = copy_norms(m, err);
     if (rc) {
         model_free(m);
         return rc;
     }
     rope_init(m);
+    m->bf16_activations = o->bf16_activations && kern_has_dpbf16();
     *out = m;
     return MS_OK;
 }
@@ -122,6 +138,10 @@ struct model_scratch {
     float *grouped_x;      /* [max_tokens * top_k, hidden] tokens gathered by expert */
     float *gate, *up;      /* [max_tokens * top_k, max(moe_inter, inter)] */
     float *grouped_out;    /* [max_tokens * top_k, hidden] */
+    void *act;             /* a matmul input quantized to Q8_0 or rounded to bf16 (prepare_input) */
+    struct kern_mm *mm;    /* [2 * experts + 3] matmuls handed to one kern_matmul_many */
+    const struct expert_weights **active; /* [experts] the experts with tokens in this layer */
+    int *active_off, *active_n;           /* [experts] their first grouped row and row count */
 };
 
 size_t model_scratch_floats(const struct model *m, int max_ctx)
@@ -131,8 +151,10 @@ size_t model_scratch_floats(const struct model *m, int max_ctx)
     if ((size_t)c->num_heads * c->head_dim > widest) widest = (size_t)c->num_heads * c->head_dim;
     if ((size_t)c->intermediate_size > widest) widest = (size_t)c->intermediate_size;
     if ((size_t)c->moe_intermediate_size > widest) widest = (size_t)c->moe_intermediate_size;
-    size_t need = widest * KERN_ROWS_PER_TASK;
-    return need > (size_t)max_ctx ? need : (size_t)max_ctx;
+    size_t need = kern_scratch_floats((int)widest);
+    /* attention: scores of one KV head's query heads, and one K or V row */
+    size_t attn = (size_t)(c->num_heads / c->num_kv_heads) * (size_t)max_ctx + (size_t)c->head_dim;
+    return need > attn ? need : attn;
 }
 
 void model_scratch_destroy(struct model_scratch *s)
@@ -140,7 +162,8 @@ void model_scratch_destroy(struct model_scratch *s)
     if (!s) return;
     void *bufs[] = {s->x, s->xn, s->tmp, s->q, s->k, s->v, s->attn, s->cos_t, s->sin_t, s->router,
                     s->topk_expert, s->topk_weight, s->expert_count, s->expert_offset, s->slot_of,
-                    s->grouped_x, s->gate, s->up, s->grouped_out};
+                    s->grouped_x, s->gate, s->up, s->grouped_out, s->act, s->mm, s->active, s->active_off,
+                    s->active_n};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
 }
@@ -169,8 +192,15 @@ struct model_scratch *model_scratch_create(const struct model *m, int max_tokens
         !(s->expert_count = ms_calloc(E + 1, sizeof(int))) || !(s->expert_offset = ms_calloc(E + 1, sizeof(int))) ||
         !(s->slot_of = ms_calloc(T * K, sizeof(int))) || !(s->grouped_x = ms_calloc(rows * h, sizeof(float))) ||
         !(s->gate = ms_calloc(rows * inter, sizeof(float))) || !(s->up = ms_calloc(rows * inter, sizeof(float))) ||
-        !(s->grouped_out = ms_calloc(rows * h, sizeof(float))))
+        !(s->grouped_out = ms_calloc(rows * h, sizeof(float))) || !(s->mm = ms_calloc(2 * E + 3, sizeof *s->mm)) ||
+        !(s->active = ms_calloc(E, sizeof *s->active)) || !(s->active_off = ms_calloc(E, sizeof(int))) ||
+        !(s->active_n = ms_calloc(E, sizeof(int))))
         goto nomem;
+    size_t widest = h > qd ? h : qd;
+    widest = widest > inter ? widest : inter;
+    size_t act = model_is_quantized(m) ? kern_act_q8_bytes((int)rows, (int)widest) : 0;
+    if (m->bf16_activations && rows * widest * sizeof(uint16_t) > act) act = rows * widest * sizeof(uint16_t);
+    if (act && !(s->act = malloc(act))) goto nomem;
     return s;
 nomem:
     model_scratch_destroy(s);
@@ -181,6 +211,46 @@ nomem:
 /* ---------------------------------------------------------------------------------------------
  * Blocks */
 
+/* A matmul input in the form its weights' kernel takes: quantized to Q8_0 for Q8_0 weights,
+ * rounded to bf16 for BF16 weights with bf16_activations, else only the floats. */
+struct act_input {
+    const float *x;
+    const struct q8_act_block *xq;
+    const uint16_t *xb;
+    int in;
+};
+
+/* Prepares x [n, in] for matmuls with w (and any weight of the same dtype and width) in s->act,
+ * once for all of them. */
+static struct act_input prepare_input(const struct model *m, struct model_scratch *s, struct threadpool *tp,
+                                      const struct tensor *w, const float *x, int n)
+{
+    struct act_input a = {x, NULL, NULL, (int)w->shape[1]};
+    if (w->dtype == TENSOR_DTYPE_Q8_0) {
+        kern_quantize_act(tp, x, n, a.in, s->act);
+        a.xq = s->act;
+    } else if (w->dtype == TENSOR_DTYPE_BF16 && m->bf16_activations) {
+        kern_round_act_bf16(x, n, a.in, s->act);
+        a.xb = s->act;
+    }
+    return a;
+}
+
+/* The matmul of rows [off, off + n) of a prepared input with w into y (row stride ldy). */
+static struct kern_mm mm_rows(const struct tensor *w, struct act_input a, int off, int n, float *y, int ldy)
+{
+    size_t o = (size_t)off;
+    return (struct kern_mm){.w = w, .x = a.x + o * a.in, .xq = a.xq ? a.xq + o * (size_t)(a.in / Q8_0_BLOCK) : NULL,
+                            .xb = a.xb ? a.xb + o * a.in : NULL, .n = n, .y = y, .ldy = ldy};
+}
+
+static void matmul(const struct model *m, struct model_scratch *s, struct threadpool *tp, const struct tensor *w,
+                   const float *x, int n, float *y, int ldy)
+{
+    s->mm[0] = mm_rows(w, prepare_input(m, s, tp, w, x, n), 0, n, y, ldy);
+    kern_matmul_many(tp, s->mm, 1);
+}
+
 struct attn_job {
     const struct model *m;
     struct model_scratch *s;
@@ -188,29 +258,47 @@ struct attn_job {
     const struct fwd_batch *b;
     struct threadpool *tp;
     int layer;
+    enum kern_isa isa;
 };
 
-/* One (token, query head): causal softmax attention over positions 0..pos of the token's
- * sequence, read through its block table. */
+/* Row `slot` of head `kvh` in K or V storage as float32: in place for F32, else converted into
+ * buf [hd]. */
+static const float *kv_row(const struct kv_cache *kv, const void *base, int slot, int kvh, float *buf)
+{
+    size_t off = (size_t)slot * kv->row_elems + (size_t)kvh * kv->head_dim;
+    if (kv->dtype == TENSOR_DTYPE_F32) return (const float *)base + off;
+    const uint16_t *src = (const uint16_t *)base + off;
+    for (int i = 0; i < kv->head_dim; i++)
+        buf[i] = kv->dtype == TENSOR_DTYPE_BF16 ? bf16_to_f32(src[i]) : f16_to_f32(src[i]);
+    return buf;
+}
+
+/* One (token, KV head): causal softmax attention of the G query heads that share the KV head
+ * over positions 0..pos of the token's sequence, read through its block table. Each K and V
+ * row is read once for the G heads; each head's result is computed as if alone. */
 static void attn_task(void *p, int task, int thread)
 {
     const struct attn_job *j = p;
     const struct model_config *c = &j->m->cfg;
     const struct kv_cache *kv = j->kv;
-    int t = task / c->num_heads, h = task % c->num_heads;
-    int hd = c->head_dim, kvh = h / (c->num_heads / c->num_kv_heads), bs = kv->block_size;
-    int pos = j->b->positions[t];
+    int G = c->num_heads / c->num_kv_heads, t = task / c->num_kv_heads, kvh = task % c->num_kv_heads;
+    int hd = c->head_dim, bs = kv->block_size, pos = j->b->positions[t], n = pos + 1;
     const int32_t *table = j->b->block_tables[j->b->seq_of[t]];
-    const float *q = j->s->q + ((size_t)t * c->num_heads + h) * hd;
-    float *scores = tp_scratch(j->tp, thread);
+    const float *q = j->s->q + ((size_t)t * c->num_heads + (size_t)kvh * G) * hd; /* [G, hd] */
+    float *scores = tp_scratch(j->tp, thread); /* [G, n] */
+    float *buf = scores + (size_t)G * n;       /* [hd] */
     float scale = 1.0f / sqrtf((float)hd);
-    for (int p2 = 0; p2 <= pos; p2++)
-        scores[p2] = kv_cache_dot_k(kv, j->layer, table[p2 / bs] * bs + p2 % bs, kvh, q) * scale;
-    kern_softmax(scores, pos + 1);
-    float *out = j->s->attn + ((size_t)t * c->num_heads + h) * hd;
-    memset(out, 0, (size_t)hd * sizeof *out);
-    for (int p2 = 0; p2 <= pos; p2++)
-        kv_cache_acc_v(kv, j->layer, table[p2 / bs] * bs + p2 % bs, kvh, scores[p2], out);
+    for (int p2 = 0; p2 <= pos; p2++) {
+        const float *k = kv_row(kv, kv->k[j->layer], table[p2 / bs] * bs + p2 % bs, kvh, buf);
+        kern_gqa_scores(j->isa, q, G, hd, k, scale, scores + p2, n);
+    }
+    for (int g = 0; g < G; g++) kern_softmax(scores + (size_t)g * n, n);
+    float *out = j->s->attn + ((size_t)t * c->num_heads + (size_t)kvh * G) * hd;
+    memset(out, 0, (size_t)G * hd * sizeof *out);
+    for (int p2 = 0; p2 <= pos; p2++) {
+        const float *v = kv_row(kv, kv->v[j->layer], table[p2 / bs] * bs + p2 % bs, kvh, buf);
+        kern_gqa_acc(j->isa, out, G, hd, v, scores + p2, n);
+    }
 }
 
 static void attention(const struct model *m, struct model_scratch *s, struct kv_cache *kv,
@@ -219,9 +307,11 @@ static void attention(const struct model *m, struct model_scratch *s, struct kv_
     const struct model_config *c = &m->cfg;
     const struct layer_weights *L = &m->weights->layers[l];
     int n = b->n_tokens, hd = c->head_dim, qd = c->num_heads * hd, kvd = c->num_kv_heads * hd, half = hd / 2;
-    kern_matmul(tp, &L->q, s->xn, n, s->q, qd);
-    kern_matmul(tp, &L->k, s->xn, n, s->k, kvd);
-    kern_matmul(tp, &L->v, s->xn, n, s->v, kvd);
+    struct act_input a = prepare_input(m, s, tp, &L->q, s->xn, n);
+    s->mm[0] = mm_rows(&L->q, a, 0, n, s->q, qd);
+    s->mm[1] = mm_rows(&L->k, a, 0, n, s->k, kvd);
+    s->mm[2] = mm_rows(&L->v, a, 0, n, s->v, kvd);
+    kern_matmul_many(tp, s->mm, 3);
     float eps = (float)c->rms_norm_eps;
     for (int t = 0; t < n; t++) {
         const float *cs = s->cos_t + (size_t)t * half, *sn = s->sin_t + (size_t)t * half;
@@ -237,19 +327,30 @@ static void attention(const struct model *m, struct model_scratch *s, struct kv_
         }
         kv_cache_write(kv, l, b->slots[t], s->k + (size_t)t * kvd, s->v + (size_t)t * kvd);
     }
-    struct attn_job job = {m, s, kv, b, tp, l};
-    tp_run(tp, n * c->num_heads, attn_task, &job);
-    kern_matmul(tp, &L->o, s->attn, n, s->tmp, c->hidden_size);
+    struct attn_job job = {m, s, kv, b, tp, l, kern_isa_best()};
+    tp_run(tp, n * c->num_kv_heads, attn_task, &job);
+    matmul(m, s, tp, &L->o, s->attn, n, s->tmp, c->hidden_size);
 }
 
-static void dense_mlp(const struct model *m, struct model_scratch *s, struct threadpool *tp,
-                      const struct expert_weights *w, const float *x, int n, float *out)
+/* SwiGLU MLPs of `count` experts (a dense layer is one), expert i over its n[i] rows of the
+ * grouped input starting at row off[i]: gate and up of all of them in one kern_matmul_many,
+ * SwiGLU, then all the down projections in another, so both threads stay busy even when each
+ * expert has a single token. Rows of s->gate / s->up follow the input's. */
+static void experts_mlp(const struct model *m, struct model_scratch *s, struct threadpool *tp,
+                        const struct expert_weights *const *w, const int *off, const int *n, int count,
+                        const float *x, float *out)
 {
-    int inter = (int)w->gate.shape[0];
-    kern_matmul(tp, &w->gate, x, n, s->gate, inter);
-    kern_matmul(tp, &w->up, x, n, s->up, inter);
-    kern_swiglu(s->gate, s->up, n * inter);
-    kern_matmul(tp, &w->down, s->gate, n, out, m->cfg.hidden_size);
+    int h = m->cfg.hidden_size, inter = (int)w[0]->gate.shape[0], rows = off[count - 1] + n[count - 1];
+    struct act_input a = prepare_input(m, s, tp, &w[0]->gate, x, rows);
+    for (int i = 0; i < count; i++) {
+        s->mm[2 * i] = mm_rows(&w[i]->gate, a, off[i], n[i], s->gate + (size_t)off[i] * inter, inter);
+        s->mm[2 * i + 1] = mm_rows(&w[i]->up, a, off[i], n[i], s->up + (size_t)off[i] * inter, inter);
+    }
+    kern_matmul_many(tp, s->mm, 2 * count);
+    kern_swiglu(s->gate, s->up, rows * inter);
+    a = prepare_input(m, s, tp, &w[0]->down, s->gate, rows);
+    for (int i = 0; i < count; i++) s->mm[i] = mm_rows(&w[i]->down, a, off[i], n[i], out + (size_t)off[i] * h, h);
+    kern_matmul_many(tp, s->mm, count);
 }
 
 /* Router: softmax over all experts, keep the top k (lowest index first on ties), and
@@ -258,7 +359,7 @@ static void route(const struct model *m, struct model_scratch *s, struct threadp
 {
     const struct model_config *c = &m->cfg;
     int E = c->num_experts, K = c->num_experts_per_tok;
-    kern_matmul(tp, &m->weights->layers[l].router, s->xn, n, s->router, E);
+    kern_matmul(tp, &m->weights->layers[l].router, s->xn, n, s->router, E); /* routing stays in float */
     for (int t = 0; t < n; t++) {
         float *p = s->router + (size_t)t * E;
         kern_softmax(p, E);
@@ -298,12 +399,16 @@ static void moe(const struct model *m, struct model_scratch *s, struct threadpoo
         s->slot_of[i] = slot;
         memcpy(s->grouped_x + (size_t)slot * h, s->xn + (size_t)(i / K) * h, (size_t)h * sizeof(float));
     }
+    /* the active experts, in expert order; their rows are contiguous in the grouped buffers */
+    const struct expert_weights **active = s->active;
+    int *act_off = s->active_off, *act_n = s->active_n, count = 0;
     for (int e = 0; e < E; e++) {
-        int cnt = s->expert_count[e], off = s->expert_offset[e];
-        if (cnt == 0) continue;
-        dense_mlp(m, s, tp, &m->weights->layers[l].experts[e], s->grouped_x + (size_t)off * h, cnt,
-                  s->grouped_out + (size_t)off * h);
+        if (s->expert_count[e] == 0) continue;
+        active[count] = &m->weights->layers[l].experts[e];
+        act_off[count] = s->expert_offset[e];
+        act_n[count++] = s->expert_count[e];
     }
+    experts_mlp(m, s, tp, active, act_off, act_n, count, s->grouped_x, s->grouped_out);
     for (int t = 0; t < n; t++) {
         float *out = s->tmp + (size_t)t * h;
         memset(out, 0, (size_t)h * sizeof *out);
@@ -352,13 +457,16 @@ int model_forward(const struct model *m, struct model_scratch *s, struct kv_cach
         for (int t = 0; t < n; t++) kern_rmsnorm(s->xn + (size_t)t * h, s->x + (size_t)t * h, m->norms[l].ffn, h, eps);
         if (m->weights->layers[l].sparse)
             moe(m, s, tp, l, n);
-        else
-            dense_mlp(m, s, tp, &m->weights->layers[l].mlp, s->xn, n, s->tmp);
+        else {
+            const struct expert_weights *mlp = &m->weights->layers[l].mlp;
+            int zero = 0;
+            experts_mlp(m, s, tp, &mlp, &zero, &n, 1, s->xn, s->tmp);
+        }
         for (size_t i = 0; i < (size_t)n * h; i++) s->x[i] += s->tmp[i];
     }
     /* only the rows whose logits are wanted go through the final norm and lm_head */
     for (int i = 0; i < b->n_logits; i++)
         kern_rmsnorm(s->xn + (size_t)i * h, s->x + (size_t)b->logit_rows[i] * h, m->final_norm, h, eps);
-    kern_matmul(tp, &m->weights->lm_head, s->xn, b->n_logits, logits, c->vocab_size);
+    matmul(m, s, tp, &m->weights->lm_head, s->xn, b->n_logits, logits, c->vocab_size);
     return MS_OK;
 }

@@ -26,11 +26,27 @@ struct model {
     float *final_norm;         /* [hidden] */
     float *inv_freq;           /* [head_dim / 2] RoPE inverse frequencies (yarn-adjusted) */
     float rope_scale;          /* multiplies cos and sin: yarn's attention factor, else 1 */
+    bool bf16_activations;     /* model_load_opts.bf16_activations, and the CPU has it */
 };
 
 /* Reads config, generation config and weights from a Hugging Face model directory.
  * On success the caller owns *out (model_free). */
 int model_load(const char *model_dir, bool show_progress, struct model **out, struct ms_err *err);
+
+struct model_load_opts {
+    bool show_progress;
+    bool quantize_q8_0; /* convert the matmul weights to Q8_0 at load (weights_quantize) */
+    bool bf16_activations; /* BF16 matmuls round their input to bf16 and use VDPBF16PS, where the
+                            * CPU has AVX512_BF16 (faster prefill, less accurate); else ignored */
+    int threads;        /* for the conversion; <= 0: one */
+};
+
+/* model_load with options. */
+int model_load_with_opts(const char *model_dir, const struct model_load_opts *opts, struct model **out,
+                         struct ms_err *err);
+
+/* Whether the matmul weights were quantized at load. */
+bool model_is_quantized(const struct model *m);
 void model_free(struct model *m);
 
 /* Floats of per-thread scratch a pool needs to run this model's forward over contexts of up to

@@ -2,19 +2,35 @@
 
 #include <math.h>
 
+#include "engine/quant.h"
+
 const char *tensor_dtype_name(enum tensor_dtype dtype)
 {
     switch (dtype) {
     case TENSOR_DTYPE_F32: return "F32";
     case TENSOR_DTYPE_F16: return "F16";
     case TENSOR_DTYPE_BF16: return "BF16";
+    case TENSOR_DTYPE_Q8_0: return "Q8_0";
     }
     return "?";
 }
 
 size_t tensor_dtype_size(enum tensor_dtype dtype)
 {
-    return dtype == TENSOR_DTYPE_F32 ? 4 : 2;
+    switch (dtype) {
+    case TENSOR_DTYPE_F32: return 4;
+    case TENSOR_DTYPE_F16:
+    case TENSOR_DTYPE_BF16: return 2;
+    case TENSOR_DTYPE_Q8_0: return 0;
+    }
+    return 0;
+}
+
+size_t tensor_row_bytes(const struct tensor *t)
+{
+    size_t cols = (size_t)t->shape[t->ndim - 1];
+    if (t->dtype == TENSOR_DTYPE_Q8_0) return cols / Q8_0_BLOCK * sizeof(struct q8_0_block);
+    return cols * tensor_dtype_size(t->dtype);
 }
 
 int64_t tensor_numel(const struct tensor *t)
@@ -43,6 +59,27 @@ float f16_to_f32(uint16_t h)
     return f;
 }
 
+uint16_t tensor_f32_to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t sign = (u >> 16) & 0x8000u, abs = u & 0x7fffffffu;
+    if (abs >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
+    if (abs >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* overflow to inf */
+    if (abs < 0x38800000u) {                                    /* subnormal or zero */
+        int shift = 113 - (int)(abs >> 23);
+        if (shift > 24) return (uint16_t)sign;
+        uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
+        uint32_t half = mant >> (shift + 13);
+        uint32_t rem = mant & ((1u << (shift + 13)) - 1), mid = 1u << (shift + 12);
+        if (rem > mid || (rem == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t h = ((abs - 0x38000000u) >> 13), rem = abs & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
 void tensor_to_f32(const struct tensor *t, int64_t offset, int64_t n, float *out)
 {
     switch (t->dtype) {
@@ -59,5 +96,8 @@ void tensor_to_f32(const struct tensor *t, int64_t offset, int64_t n, float *out
         for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(src[i]);
         break;
     }
+    case TENSOR_DTYPE_Q8_0:
+        quant_q8_0_dequant((const struct q8_0_block *)t->data + offset / Q8_0_BLOCK, out, (int)n);
+        break;
     }
 }

@@ -9,6 +9,7 @@ enum tensor_dtype {
     TENSOR_DTYPE_F32,
     TENSOR_DTYPE_F16,
     TENSOR_DTYPE_BF16,
+    TENSOR_DTYPE_Q8_0, /* blocks of 32 int8 + f16 scale along each row (engine/quant.h) */
 };
 
 #define TENSOR_MAX_DIMS 4
@@ -22,7 +23,10 @@ struct tensor {
 };
 
 const char *tensor_dtype_name(enum tensor_dtype dtype);
+/* Bytes of one element; Q8_0 has no whole-byte element size and gives 0 (use tensor_row_bytes). */
 size_t tensor_dtype_size(enum tensor_dtype dtype);
+/* Bytes of one row of a 2-D tensor ([rows, cols]). */
+size_t tensor_row_bytes(const struct tensor *t);
 int64_t tensor_numel(const struct tensor *t);
 
 static inline float bf16_to_f32(uint16_t h)
@@ -34,8 +38,11 @@ static inline float bf16_to_f32(uint16_t h)
 }
 
 float f16_to_f32(uint16_t h);
+/* Round to nearest even; overflow gives inf. */
+uint16_t tensor_f32_to_f16(float f);
 
-/* Converts `n` values starting at element `offset` of t to float32. */
+/* Converts `n` values starting at element `offset` of t to float32 (for Q8_0, offset and n are
+ * multiples of 32). */
 void tensor_to_f32(const struct tensor *t, int64_t offset, int64_t n, float *out);
 
 #endif

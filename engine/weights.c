@@ -7,7 +7,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "engine/kernels.h"
+#include "engine/quant.h"
 #include "engine/safetensors.h"
+#include "engine/threadpool.h"
 
 static int add_file(struct model_weights *w, const char *dir, const char *fname, struct ms_err *err)
 {
@@ -132,6 +135,7 @@ static int load_mlp(struct model_weights *w, const struct model_config *c, const
     }
     int64_t mi = c->moe_intermediate_size;
     EXPECT(router, "mlp.gate.weight", 2, c->num_experts, h);
+    w->n_experts = c->num_experts;
     L->experts = ms_calloc((size_t)c->num_experts, sizeof *L->experts);
     if (!L->experts) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     for (int e = 0; e < c->num_experts; e++) {
@@ -209,9 +213,132 @@ int weights_load(const struct model_config *c, const char *dir, bool show_progre
     return MS_OK;
 }
 
+/* ---- Quantization at load */
+
+#define QUANT_ROWS_PER_TASK 64
+
+struct quant_plan {
+    struct tensor **t;  /* [n] the tensors to quantize */
+    int *first_task;    /* [n + 1] */
+    char **dst;         /* [n] each one's place in the arena */
+    int n;
+    struct threadpool *tp;
+};
+
+static void quant_task(void *p, int task, int thread)
+{
+    const struct quant_plan *q = p;
+    int lo = 0, hi = q->n - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (q->first_task[mid] <= task) lo = mid;
+        else hi = mid - 1;
+    }
+    const struct tensor *t = q->t[lo];
+    int rows = (int)t->shape[0], in = (int)t->shape[1];
+    int r0 = (task - q->first_task[lo]) * QUANT_ROWS_PER_TASK;
+    int r1 = r0 + QUANT_ROWS_PER_TASK < rows ? r0 + QUANT_ROWS_PER_TASK : rows;
+    float *row = tp_scratch(q->tp, thread);
+    size_t row_bytes = (size_t)(in / Q8_0_BLOCK) * sizeof(struct q8_0_block);
+    for (int r = r0; r < r1; r++) kern_quantize_row_q8_0(t, r, (struct q8_0_block *)(q->dst[lo] + (size_t)r * row_bytes), row);
+}
+
+/* The matmul weights of w, in a fixed order; returns how many (fills `out` when not NULL). */
+static int list_matmul_weights(struct model_weights *w, struct tensor **out)
+{
+    int n = 0;
+#define ADD(tp) do { if (out) out[n] = (tp); n++; } while (0)
+    for (int l = 0; l < w->num_layers; l++) {
+        struct layer_weights *L = &w->layers[l];
+        ADD(&L->q);
+        ADD(&L->k);
+        ADD(&L->v);
+        ADD(&L->o);
+        if (!L->sparse) {
+            ADD(&L->mlp.gate);
+            ADD(&L->mlp.up);
+            ADD(&L->mlp.down);
+            continue;
+        }
+        for (int e = 0; e < w->n_experts; e++) {
+            ADD(&L->experts[e].gate);
+            ADD(&L->experts[e].up);
+            ADD(&L->experts[e].down);
+        }
+    }
+    ADD(&w->lm_head);
+#undef ADD
+    return n;
+}
+
+int weights_quantize(struct model_weights *w, enum tensor_dtype to, int threads, bool show_progress,
+                     struct ms_err *err)
+{
+    if (to != TENSOR_DTYPE_Q8_0) return ms_err_set(err, MS_ERR_INVALID, "can only quantize to Q8_0");
+    int total = list_matmul_weights(w, NULL), n = 0, max_in = 0, tasks = 0, rc = MS_OK;
+    struct quant_plan q = {0};
+    q.t = ms_calloc((size_t)total, sizeof *q.t);
+    q.first_task = ms_calloc((size_t)total + 1, sizeof *q.first_task);
+    q.dst = ms_calloc((size_t)total, sizeof *q.dst);
+    if (!q.t || !q.first_task || !q.dst) {
+        rc = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    list_matmul_weights(w, q.t);
+    size_t bytes = 0;
+    for (int i = 0; i < total; i++) { /* keep those already quantized or with odd row lengths */
+        struct tensor *t = q.t[i];
+        if (t->dtype == TENSOR_DTYPE_Q8_0 || t->shape[1] % Q8_0_BLOCK) continue;
+        q.t[n] = t;
+        q.first_task[n] = tasks;
+        tasks += (int)((t->shape[0] + QUANT_ROWS_PER_TASK - 1) / QUANT_ROWS_PER_TASK);
+        bytes += (size_t)t->shape[0] * (size_t)(t->shape[1] / Q8_0_BLOCK) * sizeof(struct q8_0_block);
+        if (t->shape[1] > max_in) max_in = (int)t->shape[1];
+        n++;
+    }
+    q.n = n;
+    if (n == 0) goto out;
+    /* a tied lm_head shares the embedding's data but gets its own quantized copy. Anonymous
+     * memory in huge pages where the kernel allows: 2 MiB faults instead of 4 KiB ones (a
+     * 4 KiB fault per page costs seconds of system time over 3 GB) */
+    void *arena = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (arena == MAP_FAILED) {
+        rc = ms_err_set(err, MS_ERR_NOMEM, "out of memory for %.2f GB of Q8_0 weights", bytes / 1e9);
+        goto out;
+    }
+    madvise(arena, bytes, MADV_HUGEPAGE);
+    w->quant_arena = arena;
+    w->quant_bytes = bytes;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        q.dst[i] = (char *)w->quant_arena + off;
+        off += (size_t)q.t[i]->shape[0] * (size_t)(q.t[i]->shape[1] / Q8_0_BLOCK) * sizeof(struct q8_0_block);
+    }
+    if (!(q.tp = tp_create(threads, (size_t)max_in, err))) {
+        rc = MS_ERR_NOMEM;
+        goto out;
+    }
+    double t0 = ms_now();
+    tp_run(q.tp, tasks, quant_task, &q);
+    for (int i = 0; i < n; i++) {
+        q.t[i]->dtype = TENSOR_DTYPE_Q8_0;
+        q.t[i]->data = q.dst[i];
+    }
+    if (show_progress)
+        fprintf(stderr, "quantized %d tensors to Q8_0 (%.2f GB) in %.2f s\n", n, bytes / 1e9, ms_now() - t0);
+    for (int i = 0; i < w->n_files; i++) madvise(w->files[i]->map, w->files[i]->size, MADV_DONTNEED);
+out:
+    tp_destroy(q.tp);
+    free(q.t);
+    free(q.first_task);
+    free(q.dst);
+    return rc;
+}
+
 void weights_free(struct model_weights *w)
 {
     if (!w) return;
+    if (w->quant_arena) munmap(w->quant_arena, w->quant_bytes);
     for (int l = 0; w->layers && l < w->num_layers; l++) free(w->layers[l].experts);
     free(w->layers);
     for (int i = 0; i < w->n_files; i++) st_close(w->files[i]);

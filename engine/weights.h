@@ -28,11 +28,13 @@ struct layer_weights {
 
 struct model_weights {
     struct tensor embed;      /* [vocab, hidden] */
-    int num_layers;
+    int num_layers, n_experts;
     struct layer_weights *layers; /* [num_layers] */
     struct tensor final_norm; /* [hidden] */
     struct tensor lm_head;    /* [vocab, hidden]; the embedding when tie_word_embeddings */
     size_t mapped_bytes;      /* total size of the mapped files */
+    void *quant_arena;        /* owned: the Q8_0 copies of the matmul weights (weights_quantize) */
+    size_t quant_bytes;
     int n_files;
     struct st_file **files;
 };
@@ -42,6 +44,13 @@ struct model_weights {
  * weights in. On success the caller owns *out (weights_free). Errors name the file and tensor. */
 int weights_load(const struct model_config *cfg, const char *model_dir, bool show_progress,
                  struct model_weights **out, struct ms_err *err);
+
+/* Replaces every matmul weight (attention, experts, dense MLPs, lm_head; not the router, the
+ * embedding or the norms) whose rows are a multiple of 32 long by a Q8_0 copy in one owned
+ * arena, using `threads` threads, then drops the mapped pages from the process (they are read
+ * again from the page cache only for what stays in the file's dtype). Loading thread. */
+int weights_quantize(struct model_weights *w, enum tensor_dtype to, int threads, bool show_progress,
+                     struct ms_err *err);
 
 void weights_free(struct model_weights *w);
 

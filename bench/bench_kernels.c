@@ -1,0 +1,136 @@
+/* Matmul kernel micro-benchmark: GB/s of weights streamed (decode shapes) and GFLOP/s (prefill
+ * shapes) per ISA and dtype, next to the machine's read bandwidth measured in the same run.
+ *
+ * usage: bench_kernels [--threads N] [--reps R]
+ * Best of R repetitions; prints a Markdown table. */
+#include <immintrin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/ms_common.h"
+#include "engine/kernels.h"
+#include "engine/quant.h"
+#include "engine/threadpool.h"
+
+struct sum_job {
+    const uint64_t *p;
+    size_t n_per_task;
+    uint64_t out[64];
+};
+
+__attribute__((target("avx2"))) static void sum_task(void *ctx, int task, int thread)
+{
+    struct sum_job *j = ctx;
+    const __m256i *p = (const __m256i *)(j->p + (size_t)task * j->n_per_task);
+    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
+    for (size_t i = 0; i < j->n_per_task / 4; i += 4) {
+        a = _mm256_add_epi64(a, _mm256_load_si256(p + i));
+        b = _mm256_add_epi64(b, _mm256_load_si256(p + i + 1));
+        c = _mm256_add_epi64(c, _mm256_load_si256(p + i + 2));
+        d = _mm256_add_epi64(d, _mm256_load_si256(p + i + 3));
+    }
+    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
+    j->out[thread] += (uint64_t)_mm256_extract_epi64(a, 0);
+}
+
+static double read_bandwidth(struct threadpool *tp, size_t bytes, int reps)
+{
+    uint64_t *p = aligned_alloc(64, bytes);
+    memset(p, 1, bytes);
+    struct sum_job j = {p, (1u << 20) / 8, {0}};
+    int tasks = (int)(bytes / (1u << 20));
+    double best = 1e9;
+    for (int r = 0; r < reps; r++) {
+        double t0 = ms_now();
+        tp_run(tp, tasks, sum_task, &j);
+        double dt = ms_now() - t0;
+        best = dt < best ? dt : best;
+    }
+    free(p);
+    return (double)tasks * (1u << 20) / best / 1e9;
+}
+
+/* Weights with realistic magnitudes (normal floats near 0.02; no denormals, which are slow). */
+static struct tensor make(enum tensor_dtype dt, int out, int in)
+{
+    struct tensor t = {dt, 2, {out, in}, NULL};
+    size_t bytes = (size_t)out * tensor_row_bytes(&t);
+    void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+    float row[8192];
+    uint32_t s = 12345;
+    for (int r = 0; r < out; r++) {
+        for (int i = 0; i < in; i++) {
+            s = s * 1664525u + 1013904223u;
+            row[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.05f;
+        }
+        char *dst = (char *)p + (size_t)r * tensor_row_bytes(&t);
+        if (dt == TENSOR_DTYPE_Q8_0) {
+            quant_q8_0_row(row, (struct q8_0_block *)dst, in);
+        } else {
+            uint16_t *h = (uint16_t *)dst;
+            for (int i = 0; i < in; i++) {
+                uint32_t u;
+                memcpy(&u, &row[i], 4);
+                h[i] = (uint16_t)(u >> 16);
+            }
+        }
+    }
+    t.data = p;
+    return t;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = 2, reps = 5;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+    }
+    struct ms_err err = {{0}};
+    struct threadpool *tp = tp_create(threads, kern_scratch_floats(8192), &err);
+    printf("threads %d, best ISA %s, read bandwidth %.1f GB/s (1 GiB, best of %d)\n\n", threads,
+           kern_isa_name(kern_isa_best()), read_bandwidth(tp, 1u << 30, reps), reps);
+    static const struct {
+        const char *what;
+        int out, in, n;
+    } shapes[] = {{"lm_head decode", 151936, 2048, 1}, {"expert gate decode", 768, 2048, 1},
+                  {"q_proj decode x16", 4096, 2048, 16}, {"q_proj prefill", 4096, 2048, 512},
+                  {"expert prefill", 768, 2048, 64}};
+    static const enum tensor_dtype dts[] = {TENSOR_DTYPE_BF16, TENSOR_DTYPE_Q8_0};
+    printf("| shape | out x in | n | dtype | isa | ms | GB/s weights | GFLOP/s |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        for (size_t d = 0; d < 2; d++) {
+            struct tensor w = make(dts[d], shapes[s].out, shapes[s].in);
+            int n = shapes[s].n, in = shapes[s].in, out = shapes[s].out;
+            /* small matrices: many copies so that they do not sit in cache */
+            int copies = (size_t)out * tensor_row_bytes(&w) < (64u << 20) ? 64 : 1;
+            struct tensor *ws = malloc((size_t)copies * sizeof *ws);
+            for (int c = 0; c < copies; c++) ws[c] = c ? make(dts[d], out, in) : w;
+            float *x = malloc((size_t)n * in * sizeof *x), *y = malloc((size_t)n * out * sizeof *y);
+            for (size_t i = 0; i < (size_t)n * in; i++) x[i] = (float)(i % 7) - 3;
+            void *xq = malloc(kern_act_q8_bytes(n, in));
+            kern_quantize_act(tp, x, n, in, xq);
+            for (int isa = KERN_ISA_AVX2; isa <= (int)kern_isa_best(); isa++) {
+                double best = 1e9;
+                for (int r = 0; r < reps; r++) {
+                    double t0 = ms_now();
+                    for (int c = 0; c < copies; c++)
+                        kern_matmul_isa(tp, (enum kern_isa)isa, &ws[c], x, dts[d] == TENSOR_DTYPE_Q8_0 ? xq : NULL, n, y, out);
+                    double dt = (ms_now() - t0) / copies;
+                    best = dt < best ? dt : best;
+                }
+                double bytes = (double)out * tensor_row_bytes(&w);
+                printf("| %s | %d x %d | %d | %s | %s | %.3f | %.1f | %.1f |\n", shapes[s].what, out, in, n,
+                       tensor_dtype_name(dts[d]), kern_isa_name(isa), best * 1e3, bytes / best / 1e9,
+                       2.0 * out * in * n / best / 1e9);
+            }
+            for (int c = 0; c < copies; c++) free((void *)ws[c].data);
+            free(ws);
+            free(x);
+            free(y);
+            free(xq);
+        }
+    tp_destroy(tp);
+    return 0;
+}

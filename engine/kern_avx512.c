@@ -1,0 +1,467 @@
+/* AVX-512 matmul kernels (F/BW/VL, VNNI for Q8_0). Every function here carries the target
+ * attribute; kernels.c calls them only when kern_isa_best() says the CPU has these features.
+ *
+ * Register tiles of R weight rows x T tokens. Each (row, token) pair has one 16-lane float
+ * accumulator fed 16 columns at a time in column order (the last partial chunk through a masked
+ * load), then reduced by _mm512_reduce_add_ps: the same operations whatever R, T and n, so the
+ * result is batch-invariant. A weight row is loaded once per tile of T tokens; for one token
+ * (decode) each row is streamed once. */
+#include "engine/kern_internal.h"
+
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+/* 16 weights from column i of a row, as float */
+INLINE __m512 load_w(const void *row, int i, enum tensor_dtype dt)
+{
+    switch (dt) {
+    case TENSOR_DTYPE_BF16: {
+        __m256i h = _mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case TENSOR_DTYPE_F16:
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + i)));
+    default:
+        return _mm512_loadu_ps((const float *)row + i);
+    }
+}
+
+INLINE __m512 load_w_tail(const void *row, int i, __mmask16 m, enum tensor_dtype dt)
+{
+    switch (dt) {
+    case TENSOR_DTYPE_BF16: {
+        __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i);
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case TENSOR_DTYPE_F16:
+        return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, (const uint16_t *)row + i));
+    default:
+        return _mm512_maskz_loadu_ps(m, (const float *)row + i);
+    }
+}
+
+/* y[t, r] for R rows starting at `w` (row stride wb bytes) and T tokens starting at x. When pf is
+ * not NULL, the R rows starting there (the next tile) are prefetched at the same offsets: a row
+ * is often exactly a 4 KiB page, where the hardware prefetchers stop. */
+/* Columns [k0, k1) only (k0 and, unless k1 == in, k1 multiples of 16): the accumulators start
+ * at zero when k0 == 0, else from buf ([R][6] vectors, row-major), and go back there
+ * unless k1 == in, when they are reduced into y. Splitting the columns so changes nothing in
+ * the sequence of operations on each accumulator. */
+INLINE void tile_float(const char *w, size_t wb, const float *x, size_t ldx, float *y, size_t ldy, int in,
+                       enum tensor_dtype dt, const char *pf, __m512 *buf, int k0, int k1, const int R, const int T)
+{
+    size_t esize = dt == TENSOR_DTYPE_F32 ? 4 : 2;
+    __m512 acc[8][6];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) acc[r][t] = k0 ? buf[r * 6 + t] : _mm512_setzero_ps();
+    int i = k0;
+    for (; i + 16 <= k1; i += 16) {
+        __m512 wv[8];
+        if (pf)
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) _mm_prefetch(pf + r * wb + (size_t)i * esize, _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) wv[r] = load_w(w + r * wb, i, dt);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            __m512 xv = _mm512_loadu_ps(x + t * ldx + i);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    if (k1 < in) {
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+            for (int t = 0; t < T; t++) buf[r * 6 + t] = acc[r][t];
+        return;
+    }
+    if (i < in) {
+        __mmask16 m = (__mmask16)((1u << (in - i)) - 1);
+        __m512 wv[8];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) wv[r] = load_w_tail(w + r * wb, i, m, dt);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + t * ldx + i);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+#define TILE_CASES(DT, R)                                                                          \
+    switch (T) {                                                                                   \
+    case 1: tile_float(w, wb, x, ldx, y, ldy, in, DT, pf, buf, k0, k1, R, 1); break;                                \
+    case 2: tile_float(w, wb, x, ldx, y, ldy, in, DT, pf, buf, k0, k1, R, 2); break;                                \
+    case 3: tile_float(w, wb, x, ldx, y, ldy, in, DT, pf, buf, k0, k1, R, 3); break;                                \
+    case 4: tile_float(w, wb, x, ldx, y, ldy, in, DT, pf, buf, k0, k1, R, 4); break;                                \
+    case 5: tile_float(w, wb, x, ldx, y, ldy, in, DT, pf, buf, k0, k1, R, 5); break;                                \
+    default: tile_float(w, wb, x, ldx, y, ldy, in, DT, pf, buf, k0, k1, R, 6); break;                               \
+    }
+
+#define DTYPE_FN(name, DT)                                                                         \
+    static TARGET void name(const char *w, size_t wb, const float *x, size_t ldx, float *y, size_t ldy, \
+                            int in, const char *pf, __m512 *buf, int k0, int k1, int R, int T)     \
+    {                                                                                              \
+        if (R == 8) tile_float(w, wb, x, ldx, y, ldy, in, DT, pf, buf, k0, k1, 8, 1);                               \
+        else if (R == 4) { TILE_CASES(DT, 4) }                                                     \
+        else { TILE_CASES(DT, 1) }                                                                 \
+    }
+
+DTYPE_FN(tile_bf16, TENSOR_DTYPE_BF16)
+DTYPE_FN(tile_f16, TENSOR_DTYPE_F16)
+DTYPE_FN(tile_f32, TENSOR_DTYPE_F32)
+
+/* ---- Q8_0: two blocks per 512-bit step. For each block, the exact int32 dot of its 32 int8
+ * pairs (VNNI on |w| and x negated where w < 0), converted to float and accumulated with the
+ * product of the two scales into 16 lanes (8 per block); an odd last block goes through 8
+ * lanes of its own. Reduced in a fixed order, so batch-invariant like the float tiles. */
+
+/* qs of blocks b and b + 1 of a weight row, side by side */
+INLINE __m512i load_w2(const struct q8_0_block *blk)
+{
+    __m256i lo = _mm256_loadu_si256((const __m256i *)blk[0].qs), hi = _mm256_loadu_si256((const __m256i *)blk[1].qs);
+    return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+INLINE __m512 scale_w2(const struct q8_0_block *blk)
+{
+    __m256i h = _mm256_set_m128i(_mm_set1_epi16((short)blk[1].d), _mm_set1_epi16((short)blk[0].d));
+    return _mm512_cvtph_ps(h);
+}
+
+INLINE void tile_q8(const char *w, size_t wb, const struct q8_act_block *x, size_t ldx, float *y, size_t ldy,
+                    int nb, const char *pf, const int R, const int T)
+{
+    __m512 acc[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        __m512i aw[4];
+        __mmask64 neg[4];
+        __m512 wd[4];
+        if (pf)
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) _mm_prefetch(pf + r * wb + (size_t)b * sizeof(struct q8_0_block), _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const struct q8_0_block *blk = (const struct q8_0_block *)(w + r * wb) + b;
+            __m512i wq = load_w2(blk);
+            aw[r] = _mm512_abs_epi8(wq);
+            neg[r] = _mm512_movepi8_mask(wq);
+            wd[r] = scale_w2(blk);
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            const struct q8_act_block *xb = x + t * ldx + b;
+            __m512i xq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xb[0].qs)),
+                                            _mm256_loadu_si256((const __m256i *)xb[1].qs), 1);
+            __m512 xd = _mm512_insertf32x8(_mm512_set1_ps(xb[0].d), _mm256_set1_ps(xb[1].d), 1);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) {
+                __m512i sx = _mm512_mask_sub_epi8(xq, neg[r], zero, xq);
+                __m512 sf = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, aw[r], sx));
+                acc[r][t] = _mm512_fmadd_ps(sf, _mm512_mul_ps(wd[r], xd), acc[r][t]);
+            }
+        }
+    }
+    __m256 tail[4][4];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) tail[r][t] = _mm256_setzero_ps();
+    if (b < nb) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) {
+            const struct q8_0_block *blk = (const struct q8_0_block *)(w + r * wb) + b;
+            __m256i wq = _mm256_loadu_si256((const __m256i *)blk->qs);
+            __m256 wd = _mm256_cvtph_ps(_mm_set1_epi16((short)blk->d));
+#pragma GCC unroll 4
+            for (int t = 0; t < T; t++) {
+                const struct q8_act_block *xb = x + t * ldx + b;
+                __m256i xq = _mm256_loadu_si256((const __m256i *)xb->qs);
+                __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wq, wq), _mm256_sign_epi8(xq, wq));
+                tail[r][t] = _mm256_mul_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(wd, _mm256_set1_ps(xb->d)));
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+            __m256 v = _mm256_add_ps(_mm512_castps512_ps256(acc[r][t]), _mm512_extractf32x8_ps(acc[r][t], 1));
+            v = _mm256_add_ps(v, tail[r][t]);
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            y[t * ldy + r] = _mm_cvtss_f32(h);
+        }
+}
+
+#define Q8_CASES(R)                                                                                \
+    switch (T) {                                                                                   \
+    case 1: tile_q8(w, wb, x, ldx, y, ldy, nb, pf, R, 1); break;                                   \
+    case 2: tile_q8(w, wb, x, ldx, y, ldy, nb, pf, R, 2); break;                                   \
+    case 3: tile_q8(w, wb, x, ldx, y, ldy, nb, pf, R, 3); break;                                   \
+    default: tile_q8(w, wb, x, ldx, y, ldy, nb, pf, R, 4); break;                                  \
+    }
+
+static TARGET void tile_q8_any(const char *w, size_t wb, const struct q8_act_block *x, size_t ldx, float *y,
+                               size_t ldy, int nb, const char *pf, int R, int T)
+{
+    if (R == 4) { Q8_CASES(4) }
+    else { Q8_CASES(1) }
+}
+
+TARGET void kern__range_avx512(const struct kern_range *g)
+{
+    const struct tensor *w = g->w;
+    size_t wb = tensor_row_bytes(w);
+    const char *base = w->data;
+    if (w->dtype == TENSOR_DTYPE_Q8_0) {
+        int nb = g->in / Q8_0_BLOCK;
+        for (int t = g->t0; t < g->t1; t += 4) {
+            int T = g->t1 - t < 4 ? g->t1 - t : 4;
+            for (int r = g->r0; r < g->r1;) {
+                int R = g->r1 - r >= 4 ? 4 : 1;
+                const char *pf = t == g->t0 && r + R + R <= g->r1 ? base + (size_t)(r + R) * wb : NULL;
+                tile_q8_any(base + (size_t)r * wb, wb, g->xq + (size_t)t * nb, (size_t)nb,
+                            g->y + (size_t)t * g->ldy + r, (size_t)g->ldy, nb, pf, R, T);
+                r += R;
+            }
+        }
+        return;
+    }
+    void (*tile)(const char *, size_t, const float *, size_t, float *, size_t, int, const char *, __m512 *, int, int,
+                 int, int) =
+        w->dtype == TENSOR_DTYPE_BF16 ? tile_bf16 : w->dtype == TENSOR_DTYPE_F16 ? tile_f16 : tile_f32;
+    /* Several tokens: columns in blocks of KBLOCK so a tile's activations stay in L1 while
+     * the rows of a group (at most GROUP) go by; accumulators wait in buf between blocks. */
+    enum { KBLOCK = 256, GROUP = 64 };
+    __m512 buf[GROUP * 6];
+    for (int t = g->t0; t < g->t1; t += 6) {
+        int T = g->t1 - t < 6 ? g->t1 - t : 6;
+        const float *x = g->x + (size_t)t * g->in;
+        float *y = g->y + (size_t)t * g->ldy;
+        /* The first token tile streams the weights from memory: rows whole, the next tile
+         * prefetched (a row is often one 4 KiB page, where hardware prefetchers stop). Later
+         * tiles find the rows in L2 and go by column blocks. Both give the same bits. */
+        if (T <= 3 || t == g->t0) {
+            for (int r = g->r0; r < g->r1;) {
+                int R = T == 1 && g->r1 - r >= 8 ? 8 : g->r1 - r >= 4 ? 4 : 1;
+                const char *pf = t == g->t0 && r + R + R <= g->r1 ? base + (size_t)(r + R) * wb : NULL;
+                tile(base + (size_t)r * wb, wb, x, (size_t)g->in, y + r, (size_t)g->ldy, g->in, pf, NULL, 0, g->in, R, T);
+                r += R;
+            }
+            continue;
+        }
+        for (int rg = g->r0; rg < g->r1; rg += GROUP) {
+            int rg1 = rg + GROUP < g->r1 ? rg + GROUP : g->r1;
+            for (int k0 = 0, k1; k0 < g->in; k0 = k1) {
+                k1 = g->in - k0 > KBLOCK ? k0 + KBLOCK : g->in;
+                for (int r = rg; r < rg1;) {
+                    int R = rg1 - r >= 4 ? 4 : 1;
+                    const char *pf = t == g->t0 && r + R + R <= rg1 ? base + (size_t)(r + R) * wb : NULL;
+                    tile(base + (size_t)r * wb, wb, x, (size_t)g->in, y + r, (size_t)g->ldy, g->in, pf,
+                         buf + (size_t)(r - rg) * 6, k0, k1, R, T);
+                    r += R;
+                }
+            }
+        }
+    }
+}
+
+/* ---- attention: one accumulator per head over hd in chunks of 16 (masked tail) */
+
+TARGET void kern__gqa_scores_avx512(const float *q, int G, int hd, const float *k, float scale, float *s, int ld)
+{
+    for (int g = 0; g < G; g++) {
+        const float *qg = q + (size_t)g * hd;
+        __m512 acc = _mm512_setzero_ps();
+        int i = 0;
+        for (; i + 16 <= hd; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + i), _mm512_loadu_ps(k + i), acc);
+        if (i < hd) {
+            __mmask16 m = (__mmask16)((1u << (hd - i)) - 1);
+            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qg + i), _mm512_maskz_loadu_ps(m, k + i), acc);
+        }
+        s[(size_t)g * ld] = _mm512_reduce_add_ps(acc) * scale;
+    }
+}
+
+TARGET void kern__gqa_acc_avx512(float *out, int G, int hd, const float *v, const float *w, int ld)
+{
+    int i = 0;
+    for (; i + 16 <= hd; i += 16) {
+        __m512 vv = _mm512_loadu_ps(v + i);
+        for (int g = 0; g < G; g++) {
+            float *o = out + (size_t)g * hd + i;
+            _mm512_storeu_ps(o, _mm512_fmadd_ps(_mm512_set1_ps(w[(size_t)g * ld]), vv, _mm512_loadu_ps(o)));
+        }
+    }
+    if (i < hd) {
+        __mmask16 m = (__mmask16)((1u << (hd - i)) - 1);
+        __m512 vv = _mm512_maskz_loadu_ps(m, v + i);
+        for (int g = 0; g < G; g++) {
+            float *o = out + (size_t)g * hd + i;
+            _mm512_mask_storeu_ps(o, m, _mm512_fmadd_ps(_mm512_set1_ps(w[(size_t)g * ld]), vv, _mm512_maskz_loadu_ps(m, o)));
+        }
+    }
+}
+
+/* ---- Q8_0 quantization of one block of 32 floats: d = max|x| / 127, q = round(x / d) */
+
+INLINE float quant_block(__m512 a, __m512 b, int8_t *qs)
+{
+    __m512 m = _mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b));
+    float amax = _mm512_reduce_max_ps(m);
+    float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+    __m512 vid = _mm512_set1_ps(id);
+    __m128i qa = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a, vid)));
+    __m128i qb = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(b, vid)));
+    _mm_storeu_si128((__m128i *)qs, qa);
+    _mm_storeu_si128((__m128i *)(qs + 16), qb);
+    return d;
+}
+
+TARGET void kern__quant_act_avx512(const float *x, struct q8_act_block *out, int n)
+{
+    for (int b = 0; b < n / Q8_0_BLOCK; b++) {
+        const float *xb = x + (size_t)b * Q8_0_BLOCK;
+        out[b].d = quant_block(_mm512_loadu_ps(xb), _mm512_loadu_ps(xb + 16), out[b].qs);
+    }
+}
+
+TARGET void kern__quant_w_avx512(const void *w, enum tensor_dtype dt, struct q8_0_block *out, int n)
+{
+    for (int b = 0; b < n / Q8_0_BLOCK; b++) {
+        int i = b * Q8_0_BLOCK;
+        __m512 lo, hi;
+        switch (dt) {
+        case TENSOR_DTYPE_BF16: lo = load_w(w, i, TENSOR_DTYPE_BF16); hi = load_w(w, i + 16, TENSOR_DTYPE_BF16); break;
+        case TENSOR_DTYPE_F16: lo = load_w(w, i, TENSOR_DTYPE_F16); hi = load_w(w, i + 16, TENSOR_DTYPE_F16); break;
+        default: lo = load_w(w, i, TENSOR_DTYPE_F32); hi = load_w(w, i + 16, TENSOR_DTYPE_F32); break;
+        }
+        out[b].d = tensor_f32_to_f16(quant_block(lo, hi, out[b].qs));
+    }
+}
+
+/* ---- BF16 weights x bf16 activations: VDPBF16PS, 32 columns (16 pairs) per instruction, one
+ * accumulator per (row, token) pair fed in column order, the last partial chunk masked; columns
+ * in blocks as above. */
+
+#define TARGET_BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,avx2,fma,f16c")))
+#define INLINE_BF16 static inline __attribute__((always_inline)) TARGET_BF16
+
+INLINE_BF16 void tile_dp(const char *w, size_t wb, const uint16_t *x, size_t ldx, float *y, size_t ldy, int in,
+                         const char *pf, __m512 *buf, int k0, int k1, const int R, const int T)
+{
+    __m512 acc[4][6];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) acc[r][t] = k0 ? buf[r * 6 + t] : _mm512_setzero_ps();
+    int i = k0;
+    for (; i + 32 <= k1; i += 32) {
+        __m512i wv[4];
+        if (pf)
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) _mm_prefetch(pf + r * wb + (size_t)i * 2, _MM_HINT_T0);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) wv[r] = _mm512_loadu_si512((const uint16_t *)(w + r * wb) + i);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            __m512i xv = _mm512_loadu_si512(x + t * ldx + i);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)xv, (__m512bh)wv[r]);
+        }
+    }
+    if (k1 < in) {
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+            for (int t = 0; t < T; t++) buf[r * 6 + t] = acc[r][t];
+        return;
+    }
+    if (i < in) {
+        __mmask32 m = (__mmask32)((1ull << (in - i)) - 1);
+        __m512i wv[4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_loadu_epi16(m, (const uint16_t *)(w + r * wb) + i);
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) {
+            __m512i xv = _mm512_maskz_loadu_epi16(m, x + t * ldx + i);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)xv, (__m512bh)wv[r]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 6
+        for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+#define DP_CASES(R)                                                                                \
+    switch (T) {                                                                                   \
+    case 1: tile_dp(w, wb, x, ldx, y, ldy, in, pf, buf, k0, k1, R, 1); break;                          \
+    case 2: tile_dp(w, wb, x, ldx, y, ldy, in, pf, buf, k0, k1, R, 2); break;                          \
+    case 3: tile_dp(w, wb, x, ldx, y, ldy, in, pf, buf, k0, k1, R, 3); break;                          \
+    case 4: tile_dp(w, wb, x, ldx, y, ldy, in, pf, buf, k0, k1, R, 4); break;                          \
+    case 5: tile_dp(w, wb, x, ldx, y, ldy, in, pf, buf, k0, k1, R, 5); break;                          \
+    default: tile_dp(w, wb, x, ldx, y, ldy, in, pf, buf, k0, k1, R, 6); break;                         \
+    }
+
+static TARGET_BF16 void tile_dp_any(const char *w, size_t wb, const uint16_t *x, size_t ldx, float *y, size_t ldy,
+                                    int in, const char *pf, __m512 *buf, int k0, int k1, int R, int T)
+{
+    if (R == 4) { DP_CASES(4) }
+    else { DP_CASES(1) }
+}
+
+TARGET_BF16 void kern__range_dpbf16(const struct kern_range *g)
+{
+    size_t wb = tensor_row_bytes(g->w);
+    const char *base = g->w->data;
+    enum { KBLOCK = 512, GROUP = 64 };
+    __m512 buf[GROUP * 6];
+    for (int t = g->t0; t < g->t1; t += 6) {
+        int T = g->t1 - t < 6 ? g->t1 - t : 6;
+        const uint16_t *x = g->xb + (size_t)t * g->in;
+        float *y = g->y + (size_t)t * g->ldy;
+        if (T <= 3 || t == g->t0) { /* as in kern__range_avx512 */
+            for (int r = g->r0; r < g->r1;) {
+                int R = g->r1 - r >= 4 ? 4 : 1;
+                const char *pf = t == g->t0 && r + R + R <= g->r1 ? base + (size_t)(r + R) * wb : NULL;
+                tile_dp_any(base + (size_t)r * wb, wb, x, (size_t)g->in, y + r, (size_t)g->ldy, g->in, pf, NULL, 0,
+                            g->in, R, T);
+                r += R;
+            }
+            continue;
+        }
+        for (int rg = g->r0; rg < g->r1; rg += GROUP) {
+            int rg1 = rg + GROUP < g->r1 ? rg + GROUP : g->r1;
+            for (int k0 = 0, k1; k0 < g->in; k0 = k1) {
+                k1 = g->in - k0 > KBLOCK ? k0 + KBLOCK : g->in;
+                for (int r = rg; r < rg1;) {
+                    int R = rg1 - r >= 4 ? 4 : 1;
+                    const char *pf = t == g->t0 && r + R + R <= rg1 ? base + (size_t)(r + R) * wb : NULL;
+                    tile_dp_any(base + (size_t)r * wb, wb, x, (size_t)g->in, y + r, (size_t)g->ldy, g->in, pf,
+                                buf + (size_t)(r - rg) * 6, k0, k1, R, T);
+                    r += R;
+                }
+            }
+        }
+    }
+}
