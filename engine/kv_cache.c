@@ -5,35 +5,6 @@
 
 #include "engine/kernels.h"
 
-static uint16_t f32_to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);           /* round to nearest even */
-}
-
-static uint16_t f32_to_f16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    uint32_t sign = (u >> 16) & 0x8000u, abs = u & 0x7fffffffu;
-    if (abs >= 0x7f800000u) return (uint16_t)(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
-    if (abs >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* overflow to inf */
-    if (abs < 0x38800000u) {                                    /* subnormal or zero */
-        int shift = 113 - (int)(abs >> 23);
-        if (shift > 24) return (uint16_t)sign;
-        uint32_t mant = (abs & 0x7fffffu) | 0x800000u;
-        uint32_t half = mant >> (shift + 13);
-        uint32_t rem = mant & ((1u << (shift + 13)) - 1), mid = 1u << (shift + 12);
-        if (rem > mid || (rem == mid && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t h = ((abs - 0x38000000u) >> 13), rem = abs & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;
-    return (uint16_t)(sign | h);
-}
-
 size_t kv_cache_bytes_per_token(int num_layers, int kv_heads, int head_dim, enum tensor_dtype dtype)
 {
     return 2u * (size_t)num_layers * (size_t)kv_heads * (size_t)head_dim * tensor_dtype_size(dtype);
@@ -79,7 +50,7 @@ static void store_row(void *base, enum tensor_dtype dtype, size_t index, const f
         return;
     }
     uint16_t *dst = (uint16_t *)base + index * n;
-    for (size_t i = 0; i < n; i++) dst[i] = dtype == TENSOR_DTYPE_BF16 ? f32_to_bf16(src[i]) : f32_to_f16(src[i]);
+    for (size_t i = 0; i < n; i++) dst[i] = dtype == TENSOR_DTYPE_BF16 ? tensor_f32_to_bf16(src[i]) : tensor_f32_to_f16(src[i]);
 }
 
 void kv_cache_write(struct kv_cache *kv, int layer, int slot, const float *k, const float *v)

@@ -59,6 +59,14 @@ float f16_to_f32(uint16_t h)
     return f;
 }
 
+uint16_t tensor_f32_to_bf16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); /* quiet NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);           /* round to nearest even */
+}
+
 uint16_t tensor_f32_to_f16(float f)
 {
     uint32_t u;

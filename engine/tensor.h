@@ -38,8 +38,9 @@ static inline float bf16_to_f32(uint16_t h)
 }
 
 float f16_to_f32(uint16_t h);
-/* Round to nearest even; overflow gives inf. */
-uint16_t tensor_f32_to_f16(float f);
+
+uint16_t tensor_f32_to_f16(float f);  /* round to nearest even, overflow to inf */
+uint16_t tensor_f32_to_bf16(float f); /* round to nearest even, NaN stays NaN */
 
 /* Converts `n` values starting at element `offset` of t to float32 (for Q8_0, offset and n are
  * multiples of 32). */
