@@ -33,6 +33,7 @@ static const char generate_help[] =
     "\n"
     "prompt:\n"
     "  --model DIR            Hugging Face model directory (env MOESERVE_MODEL)\n"
+    "  --quantize q8_0        convert the matmul weights to Q8_0 at load (env MOESERVE_QUANTIZE)\n"
     "  --prompt TEXT          raw prompt text (special tokens such as <|im_start|> are recognised);\n"
     "                         with --chat, the user message\n"
     "  --prompt-ids LIST      the prompt as comma-separated token ids\n"
@@ -50,7 +51,7 @@ static const char generate_help[] =
     "  --ids                  print token ids instead of text\n";
 
 struct gen_opts {
-    const char *model_dir, *prompt, *prompt_ids, *prompt_file;
+    const char *model_dir, *prompt, *prompt_ids, *prompt_file, *quantize;
     cJSON *messages;
     bool chat, no_think, ids, ignore_eos, seed_given;
     long max_tokens, top_k, seed;
@@ -96,6 +97,7 @@ static int parse_flag_value(struct gen_opts *o, const char *a, const char *v)
     else if (!strcmp(a, "--prompt")) o->prompt = v;
     else if (!strcmp(a, "--prompt-ids")) o->prompt_ids = v;
     else if (!strcmp(a, "--prompt-file")) o->prompt_file = v;
+    else if (!strcmp(a, "--quantize")) o->quantize = v;
     else if (!strcmp(a, "--message")) return add_message(o, v);
     else if (!strcmp(a, "--max-tokens")) return cli_parse_int(a, v, 1, 1 << 24, &o->max_tokens);
     else if (!strcmp(a, "--temperature")) return cli_parse_double(a, v, 0, 100, &o->temperature);
@@ -455,7 +457,7 @@ int cmd_generate(int argc, char **argv)
     }
     int rc = 1;
     struct ms_err err = {{0}};
-    if (cli_load_model(g.o.model_dir, &g.model)) goto out;
+    if (cli_load_model_quant(g.o.model_dir, g.o.quantize, &g.model)) goto out;
     g.tok = tok_load(g.o.model_dir, &err); /* optional: --prompt-ids with --ids needs none */
     if (!g.tok && (g.o.prompt || g.o.messages || !g.o.ids))
         fprintf(stderr, "moeserve: warning: no tokenizer (%s)\n", err.msg);
