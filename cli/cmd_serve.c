@@ -40,8 +40,13 @@ static const struct {
     {"--max-body-size", "MOESERVE_MAX_BODY_SIZE", "largest request body, e.g. 8MiB (default); larger gets 413"},
     {"--max-queued-requests", "MOESERVE_MAX_QUEUED_REQUESTS",
      "sequences waiting beyond --max-num-seqs before new requests get 429 (default 1024)"},
-    {"--max-connections", "MOESERVE_MAX_CONNECTIONS", "open connections at most (default 512)"},
-    {"--keep-alive-timeout", "MOESERVE_KEEP_ALIVE_TIMEOUT", "seconds an idle connection stays open (default 300)"},
+    {"--max-connections", "MOESERVE_MAX_CONNECTIONS", "open connections at most (default 512); more are closed at once"},
+    {"--max-connections-per-ip", "MOESERVE_MAX_CONNECTIONS_PER_IP",
+     "open connections from one client address at most (default 256; 0 = only --max-connections)"},
+    {"--max-connection-memory", "MOESERVE_MAX_CONNECTION_MEMORY",
+     "buffer per connection for the request line and headers, e.g. 256KiB (default); larger heads are refused"},
+    {"--keep-alive-timeout", "MOESERVE_KEEP_ALIVE_TIMEOUT",
+     "connection timeout: seconds an idle connection, or a stream whose client reads nothing, stays open (default 300)"},
     {"--sse-ping-interval", "MOESERVE_SSE_PING_INTERVAL",
      "seconds between ': ping' comments on a quiet stream (default 15; 0 = off)"},
     {"--thinking-budget", "MOESERVE_THINKING_BUDGET",
@@ -66,9 +71,9 @@ static const char serve_help[] =
 
 struct serve_opts {
     const char *model_dir, *served_name, *api_key, *host, *cors;
-    long port, max_queued, max_conns, keep_alive, thinking_budget, log_level;
+    long port, max_queued, max_conns, max_conns_per_ip, keep_alive, thinking_budget, log_level;
     double ping, shutdown_timeout, stall;
-    size_t max_body;
+    size_t max_body, conn_memory;
     enum reasoning_field reasoning_field;
     struct engine_config engine;
 };
@@ -85,6 +90,7 @@ static int parse_value(struct serve_opts *o, const char *a, const char *v)
     else if (!strcmp(a, "--cors-origin")) o->cors = v;
     else if (!strcmp(a, "--max-queued-requests")) return cli_parse_int(a, v, 0, 1 << 20, &o->max_queued);
     else if (!strcmp(a, "--max-connections")) return cli_parse_int(a, v, 1, 65536, &o->max_conns);
+    else if (!strcmp(a, "--max-connections-per-ip")) return cli_parse_int(a, v, 0, 65536, &o->max_conns_per_ip);
     else if (!strcmp(a, "--keep-alive-timeout")) return cli_parse_int(a, v, 1, 86400, &o->keep_alive);
     else if (!strcmp(a, "--thinking-budget")) return cli_parse_int(a, v, -1, 1 << 24, &o->thinking_budget);
     else if (!strcmp(a, "--sse-ping-interval")) return cli_parse_double(a, v, 0, 3600, &o->ping);
@@ -93,6 +99,11 @@ static int parse_value(struct serve_opts *o, const char *a, const char *v)
     else if (!strcmp(a, "--max-body-size")) {
         if (engine_opts_parse_bytes(v, &o->max_body) || o->max_body < 1024) {
             fprintf(stderr, "moeserve serve: %s expects a size of at least 1KiB such as 8MiB, got '%s'\n", a, v);
+            return -1;
+        }
+    } else if (!strcmp(a, "--max-connection-memory")) {
+        if (engine_opts_parse_bytes(v, &o->conn_memory) || o->conn_memory < (64u << 10) || o->conn_memory > (64u << 20)) {
+            fprintf(stderr, "moeserve serve: %s expects a size from 64KiB to 64MiB such as 256KiB, got '%s'\n", a, v);
             return -1;
         }
     } else if (!strcmp(a, "--reasoning-field")) {
@@ -118,9 +129,10 @@ static int parse_value(struct serve_opts *o, const char *a, const char *v)
 /* Returns 0 to run, 1 after --help, -1 on a usage error. */
 static int parse_opts(int argc, char **argv, struct serve_opts *o)
 {
-    *o = (struct serve_opts){.host = "127.0.0.1", .port = 8000, .cors = "*", .max_queued = 1024, .max_conns = 512,
+    *o = (struct serve_opts){.host = "127.0.0.1", .port = 8000, .cors = "*", .max_queued = 1024, .max_conns = 512, .max_conns_per_ip = 256,
                              .keep_alive = 300, .thinking_budget = -1, .log_level = LOG_LEVEL_INFO, .ping = 15,
-                             .shutdown_timeout = 30, .stall = 60, .max_body = 8u << 20};
+                             .shutdown_timeout = 30, .stall = 60, .max_body = 8u << 20,
+                             .conn_memory = 256u << 10};
     o->engine.prefix_caching = true;
     o->engine.threads = cli_default_threads();
     if (engine_opts_from_env(&o->engine)) return -1;
@@ -192,6 +204,13 @@ int cmd_serve(int argc, char **argv)
     hc.max_body_bytes = o.max_body;
     hc.max_queued_requests = (int)o.max_queued;
     hc.max_connections = (int)o.max_conns;
+    hc.max_connections_per_ip = (int)o.max_conns_per_ip;
+    hc.connection_memory_bytes = o.conn_memory;
+    /* test hooks (tests/hardening): never set in production */
+    const char *t = getenv("MOESERVE_TEST_STALL_ENGINE_MS");
+    hc.test_stall_engine_ms = t ? atoi(t) : 0;
+    t = getenv("MOESERVE_TEST_FAIL_AFTER_TOKENS");
+    hc.test_fail_after_tokens = t ? atoi(t) : 0;
     hc.connection_timeout_s = (int)o.keep_alive;
     hc.sse_ping_interval_s = o.ping;
     hc.default_thinking_budget = (int)o.thinking_budget;

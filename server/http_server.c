@@ -50,6 +50,7 @@ struct http_server {
     atomic_bool ready, draining, stopping;
     atomic_int active_jobs;      /* generation requests not yet freed */
     atomic_int inflight_choices; /* engine requests submitted and not finished */
+    _Atomic double busy_since;   /* when inflight_choices last rose from 0 (liveness) */
     long created;
 };
 
@@ -93,7 +94,7 @@ struct job {
     pthread_cond_t cond;
     unsigned signals, seen;
     double t_submit, t_first, t_last_write;
-    bool done, gone, gone_counted, stop_sent, stream_end;
+    bool done, gone, gone_counted, stop_sent, stream_end, stalled;
     struct sbuf pending; /* SSE bytes not yet handed to MHD */
     size_t pending_off;
     /* for the access log */
@@ -137,9 +138,9 @@ static bool sane_request_id(const char *s)
     return true;
 }
 
-static bool key_matches(const char *given, const char *key)
+static bool key_matches(const char *given, size_t a, const char *key)
 {
-    size_t a = strlen(given), b = strlen(key);
+    size_t b = strlen(key);
     unsigned diff = (unsigned)(a ^ b);
     for (size_t i = 0; i < b; i++) diff |= (unsigned char)(i < a ? given[i] : 0) ^ (unsigned char)key[i];
     return diff == 0;
@@ -199,6 +200,12 @@ static enum MHD_Result error_reply(struct MHD_Connection *c, struct conn *k, int
 static void job_notify(void *arg)
 {
     struct job *j = arg;
+    int stall_ms = j->srv->cfg.test_stall_engine_ms; /* test hook: this runs on the engine thread */
+    if (stall_ms > 0 && !j->stalled) {
+        j->stalled = true;
+        struct timespec ts = {stall_ms / 1000, (long)(stall_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     pthread_mutex_lock(&j->lock);
     j->signals++;
     pthread_cond_signal(&j->cond);
@@ -485,6 +492,14 @@ static int job_poll_events(struct job *j)
             got++;
             if (ev.finish == FINISH_NONE) choice_token(j, ch, &ev);
             else choice_final(j, ch, &ev);
+            int fail_at = j->srv->cfg.test_fail_after_tokens;
+            if (fail_at > 0 && !ch->final && !ch->stop_hit && ch->n_tokens >= fail_at) {
+                /* test hook: the engine "fails" this choice */
+                engine_abort(j->srv->engine, ch->eid);
+                struct stream_event fail = {.finish = FINISH_ERROR, .token = -1};
+                ms_strlcpy(fail.error, "injected failure (MOESERVE_TEST_FAIL_AFTER_TOKENS)", sizeof fail.error);
+                choice_final(j, ch, &fail);
+            }
         }
         assign_call_ids(j, ch);
     }
@@ -738,6 +753,7 @@ static int job_submit(struct job *j, struct oa_error *e)
     struct http_server *s = j->srv;
     int limit = s->max_num_seqs + s->cfg.max_queued_requests;
     int before = atomic_fetch_add(&s->inflight_choices, j->n_choices);
+    if (before == 0) atomic_store(&s->busy_since, ms_now());
     if (before + j->n_choices > limit && before > 0) {
         atomic_fetch_sub(&s->inflight_choices, j->n_choices);
         metrics_count_rejected(s->metrics);
@@ -874,10 +890,14 @@ static enum MHD_Result handle_tokenize(struct MHD_Connection *c, struct conn *k,
 {
     struct http_server *s = k->srv;
     struct oa_error e = {0};
-    cJSON *root = cJSON_ParseWithLength(k->body.s ? k->body.s : "", k->body.len);
+    cJSON *root = NULL;
+    if (!oa_body_check(k->body.s ? k->body.s : "", k->body.len, &e))
+        root = cJSON_ParseWithLength(k->body.s ? k->body.s : "", k->body.len);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     char *body = NULL;
-    if (!cJSON_IsObject(root)) {
+    if (e.status) {
+        /* refused before parsing */
+    } else if (!cJSON_IsObject(root)) {
         oa_error_set(&e, 400, NULL, NULL, "the body must be a JSON object");
     } else if (model && !cJSON_IsNull(model) && (!cJSON_IsString(model) || !model_name_ok(s, model->valuestring))) {
         oa_error_set(&e, 404, "model", "model_not_found", "The model `%s` does not exist.",
@@ -950,9 +970,14 @@ static enum MHD_Result handle_health(struct MHD_Connection *c, struct conn *k)
     else {
         struct engine_stats st;
         engine_get_stats(s->engine, &st);
+        /* an idle engine still passes its loop once a second; work submitted but not yet taken
+         * (a wedged loop never takes it) counts as work through inflight_choices */
+        double idle = ms_now() - st.last_step_at;
+        bool busy = st.running + st.waiting > 0 || atomic_load(&s->inflight_choices) > 0;
+        double since_busy = ms_now() - atomic_load(&s->busy_since); /* an idle engine wakes on work */
+        if (busy && since_busy < idle) idle = since_busy;
         if (!st.alive) why = "engine thread is not running";
-        else if (st.running + st.waiting > 0 && ms_now() - st.last_step_at > s->cfg.engine_stall_s)
-            why = "engine stalled";
+        else if (idle > s->cfg.engine_stall_s && (busy || idle > s->cfg.engine_stall_s + 2)) why = "engine stalled";
     }
     char body[128];
     if (why) snprintf(body, sizeof body, "{\"status\":\"unavailable\",\"reason\":\"%s\"}", why);
@@ -995,11 +1020,26 @@ static enum MHD_Result handle_options(struct MHD_Connection *c, struct conn *k)
 static bool authorized(struct http_server *s, struct MHD_Connection *c)
 {
     if (!s->cfg.api_key || !s->cfg.api_key[0]) return true;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!h || strncasecmp(h, "Bearer ", 7)) return false;
-    h += 7;
-    while (*h == ' ') h++;
-    return key_matches(h, s->cfg.api_key);
+    const char *h = NULL;
+    size_t n = 0; /* the header's length: a NUL inside it must not cut the comparison short */
+    if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION,
+                                      strlen(MHD_HTTP_HEADER_AUTHORIZATION), &h, &n) != MHD_YES ||
+        !h || n < 7 || strncasecmp(h, "Bearer ", 7))
+        return false;
+    h += 7, n -= 7;
+    while (n && *h == ' ') h++, n--;
+    return key_matches(h, n, s->cfg.api_key);
+}
+
+/* The bodies taken: no Content-Type, application/json, any +json type, or text/plain (what fetch()
+ * sends for a string body); parameters such as charset allowed. HTML forms' types are refused. */
+static bool json_content_type(const char *ct)
+{
+    if (!ct) return true;
+    while (*ct == ' ') ct++;
+    size_t n = strcspn(ct, "; \t");
+    return n == 0 || (n == 16 && !strncasecmp(ct, "application/json", 16)) ||
+           (n == 10 && !strncasecmp(ct, "text/plain", 10)) || (n > 5 && !strncasecmp(ct + n - 5, "+json", 5));
 }
 
 static enum MHD_Result dispatch(struct MHD_Connection *c, struct conn *k, const char *url, const char *method)
@@ -1035,6 +1075,9 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct conn *k, const 
     if (!atomic_load(&s->ready)) return error_reply(c, k, 503, NULL, "loading", "the model is still loading");
     if (i <= 1 && atomic_load(&s->draining))
         return error_reply(c, k, 503, NULL, "shutting_down", "the server is shutting down");
+    if (routes[i].post && !json_content_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type")))
+        return error_reply(c, k, 415, NULL, "unsupported_media_type",
+                           "Content-Type must be application/json (with curl: -H 'Content-Type: application/json')");
     switch (i) {
     case 0: return handle_generate(c, k, OA_ROUTE_CHAT);
     case 1: return handle_generate(c, k, OA_ROUTE_COMPLETION);
@@ -1069,8 +1112,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_data_size) {
         if (!k->too_large && !k->responded) {
             if (k->body.len + *upload_data_size > s->cfg.max_body_bytes) {
+                /* a chunked body (no Content-Length) past the limit: answer now, read no more */
                 k->too_large = true;
                 sbuf_free(&k->body);
+                *upload_data_size = 0;
+                return dispatch(c, k, url, method);
             } else if (sbuf_append(&k->body, upload_data, *upload_data_size)) {
                 return MHD_NO;
             }
@@ -1123,6 +1169,8 @@ void http_server_config_defaults(struct http_server_config *cfg)
         .max_body_bytes = 8u << 20,
         .max_queued_requests = 1024,
         .max_connections = 512,
+        .max_connections_per_ip = 0,
+        .connection_memory_bytes = 256 * 1024,
         .connection_timeout_s = 300,
         .sse_ping_interval_s = 15,
         .default_thinking_budget = -1,
@@ -1159,7 +1207,8 @@ struct http_server *http_server_create(const struct http_server_config *cfg, str
                                  MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout_s,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
+                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, cfg->connection_memory_bytes,
                                  MHD_OPTION_THREAD_STACK_SIZE, (size_t)(4 << 20), /* template rendering recurses */
                                  MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                                  MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,

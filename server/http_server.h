@@ -39,12 +39,19 @@ struct http_server_config {
     size_t max_body_bytes;       /* larger bodies get 413 */
     int max_queued_requests;     /* choices waiting beyond max_num_seqs; more get 429 */
     int max_connections;
-    int connection_timeout_s;    /* idle keep-alive connections are closed after this */
+    int max_connections_per_ip;  /* 0: no per-IP limit */
+    size_t connection_memory_bytes; /* per-connection buffer for the request line, headers and writes */
+    int connection_timeout_s;    /* idle connections (and streams whose client reads nothing) are closed after this */
     double sse_ping_interval_s;  /* ": ping" comments while nothing else is sent; <= 0: off */
     int default_thinking_budget; /* -1: no budget unless the request sets one */
     enum reasoning_field reasoning_field;
     double engine_stall_s;       /* /health 503 when requests run but no step happened for this long */
     const char *cors_origin;     /* Access-Control-Allow-Origin ("*") */
+    /* test hooks (0: off), from MOESERVE_TEST_* variables: the engine thread sleeps this long in the
+     * first event of each request (a wedged engine); each choice fails after this many tokens as if
+     * the engine had failed it (an error inside a stream) */
+    int test_stall_engine_ms;
+    int test_fail_after_tokens;
 };
 
 void http_server_config_defaults(struct http_server_config *cfg);

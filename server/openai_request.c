@@ -22,8 +22,15 @@ int oa_error_set(struct oa_error *e, int status, const char *param, const char *
     e->code = code;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    int n = vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof e->message) { /* truncated: do not end inside a UTF-8 character */
+        size_t len = strlen(e->message), k = 0;
+        while (k < 3 && k < len && ((unsigned char)e->message[len - 1 - k] & 0xc0) == 0x80) k++;
+        unsigned char lead = (unsigned char)e->message[len - 1 - k];
+        size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : lead >= 0xc0 ? 2 : 1;
+        if (lead >= 0x80 && need > k + 1) e->message[len - 1 - k] = '\0';
+    }
     return -1;
 }
 
@@ -124,7 +131,8 @@ static int read_logit_bias(const cJSON *root, struct oa_request *r, struct oa_er
     if (!v) return 0;
     if (!cJSON_IsObject(v)) return oa_error_set(e, 400, "logit_bias", NULL, "'logit_bias' must be an object");
     int n = cJSON_GetArraySize(v);
-    if (n > 1024) return oa_error_set(e, 400, "logit_bias", NULL, "'logit_bias' may hold at most 1024 entries");
+    if (n > OA_MAX_LOGIT_BIAS)
+        return oa_error_set(e, 400, "logit_bias", NULL, "'logit_bias' may hold at most %d entries", OA_MAX_LOGIT_BIAS);
     if (n == 0) return 0;
     if (!(r->logit_bias = calloc((size_t)n, sizeof *r->logit_bias)))
         return oa_error_set(e, 500, NULL, NULL, "out of memory");
@@ -133,7 +141,7 @@ static int read_logit_bias(const cJSON *root, struct oa_request *r, struct oa_er
     {
         char *end;
         long id = strtol(it->string, &end, 10);
-        if (!it->string[0] || *end || id < 0 || id > INT32_MAX)
+        if (it->string[0] < '0' || it->string[0] > '9' || *end || id < 0 || id > INT32_MAX)
             return oa_error_set(e, 400, "logit_bias", NULL, "'logit_bias' keys must be token ids, got '%s'", it->string);
         if (!cJSON_IsNumber(it) || !(it->valuedouble >= -100 && it->valuedouble <= 100))
             return oa_error_set(e, 400, "logit_bias", NULL, "'logit_bias' values must be numbers in [-100, 100]");
@@ -195,6 +203,8 @@ static int check_messages(cJSON *root, struct oa_error *e)
     if (!msgs) return oa_error_set(e, 400, "messages", NULL, "'messages' is required");
     if (!cJSON_IsArray(msgs)) return oa_error_set(e, 400, "messages", NULL, "'messages' must be a list");
     if (cJSON_GetArraySize(msgs) == 0) return oa_error_set(e, 400, "messages", NULL, "'messages' must not be empty");
+    if (cJSON_GetArraySize(msgs) > OA_MAX_MESSAGES)
+        return oa_error_set(e, 400, "messages", NULL, "'messages' may hold at most %d messages", OA_MAX_MESSAGES);
     static const char *const roles[] = {"system", "developer", "user", "assistant", "tool"};
     int i = 0;
     cJSON *m;
@@ -232,6 +242,9 @@ static int read_tools(cJSON *root, struct oa_request *r, struct oa_error *e)
             const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
             if (!cJSON_IsObject(t) || !cJSON_IsObject(fn) || !cJSON_IsString(name))
                 return oa_error_set(e, 400, "tools", NULL, "tools[%d] must be {\"type\":\"function\",\"function\":{\"name\":...}}", i);
+            const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+            if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params))
+                return oa_error_set(e, 400, "tools", NULL, "tools[%d].function.parameters must be a JSON Schema object", i);
             i++;
         }
         r->has_tools = i > 0;
@@ -347,6 +360,81 @@ static int read_logprobs(cJSON *root, struct oa_request *r, struct oa_error *e)
     return 0;
 }
 
+/* Length of the UTF-8 sequence at s (at most n bytes), 0 when it is not valid UTF-8 (overlong
+ * forms, surrogates and code points above U+10FFFF are not). */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0];
+    size_t k = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (!k || k > n) return 0;
+    unsigned cp = k == 1 ? c : k == 2 ? c & 0x1f : k == 3 ? c & 0x0f : c & 0x07;
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    static const unsigned min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    return k;
+}
+
+static int hex4(const char *s)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = s[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+int oa_body_check(const char *body, size_t len, struct oa_error *e)
+{
+    int depth = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = (unsigned char)body[i];
+        if (c >= 0x80) {
+            size_t k = utf8_len((const unsigned char *)body + i, len - i);
+            if (!k) return oa_error_set(e, 400, NULL, "invalid_utf8", "the body is not valid UTF-8 (byte %zu)", i);
+            i += k;
+            continue;
+        }
+        if (!c) return oa_error_set(e, 400, NULL, NULL, "the body contains a NUL byte (byte %zu)", i);
+        if (in_str) {
+            if (c == '"') in_str = false;
+            else if (c == '\\' && i + 1 < len && body[i + 1] == 'u') {
+                int u = i + 6 <= len ? hex4(body + i + 2) : -1;
+                if (u < 0) { /* not an escape: cJSON refuses it */
+                    i += 2;
+                    continue;
+                }
+                if (u == 0)
+                    return oa_error_set(e, 400, NULL, NULL, "strings must not contain \\u0000 (byte %zu)", i);
+                bool pair = u >= 0xd800 && u <= 0xdbff && i + 12 <= len && body[i + 6] == '\\' && body[i + 7] == 'u' &&
+                            hex4(body + i + 8) >= 0xdc00 && hex4(body + i + 8) <= 0xdfff;
+                if (u >= 0xd800 && u <= 0xdfff && !pair)
+                    return oa_error_set(e, 400, NULL, NULL, "the body has a lone UTF-16 surrogate escape (byte %zu)", i);
+                i += pair ? 12 : 6;
+                continue;
+            } else if (c == '\\') {
+                i += 2;
+                continue;
+            }
+        } else if (c == '"') {
+            in_str = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > OA_MAX_JSON_DEPTH)
+                return oa_error_set(e, 400, NULL, "json_too_deep", "the body nests deeper than %d levels", OA_MAX_JSON_DEPTH);
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+        i++;
+    }
+    return 0;
+}
+
 /* Nesting depth of a JSON tree (recursion bounded by cJSON's own parse limit of 1000). */
 static int json_depth(const cJSON *j)
 {
@@ -365,6 +453,7 @@ int oa_request_parse(const char *body, size_t len, enum oa_route route, struct o
     r->repetition_penalty = 1;
     r->thinking_budget = -1;
     struct ms_err perr = {{0}};
+    if (oa_body_check(body, len, e)) return -1;
     if (!(r->root = tmpl_json_parse(body, len, &perr)))
         return oa_error_set(e, 400, NULL, NULL, "the body is not valid JSON: %s", perr.msg);
     if (!cJSON_IsObject(r->root)) return oa_error_set(e, 400, NULL, NULL, "the body must be a JSON object");
@@ -437,6 +526,111 @@ static int completion_prompts(struct oa_request *r, const struct tokenizer *tok,
     return 0;
 }
 
+/* ---- user-written special tokens ------------------------------------------------------------
+ * The rendered prompt mixes the template's text with the request's strings. Encoding all of it with
+ * special tokens on would turn "<|im_start|>" written inside a message into the real control token,
+ * letting a user forge system, tool or assistant turns (prompt injection). So, before rendering,
+ * every special token spelled out in a request string gets a marker in front (U+E000, a private-use
+ * character; a marker the request itself holds is doubled), and after rendering the markers are
+ * taken out and the bytes they flagged are encoded as plain text (tok_encode_masked). Non-special
+ * added tokens (<think>, <tool_call>, ...) stay tokens, as in HF with split_special_tokens=True:
+ * the template itself parses them out of assistant messages. */
+#define SPECIAL_MARK "\xEE\x80\x80"
+#define SPECIAL_MARK_LEN 3
+
+/* At s[0..n): the length of what to copy as one unit, *mark set when a marker goes before it (a
+ * special token's text, or the marker character itself). */
+static size_t mark_unit(const struct tokenizer *tok, const char *s, size_t n, bool *mark)
+{
+    size_t sl;
+    *mark = true;
+    if (n >= SPECIAL_MARK_LEN && !memcmp(s, SPECIAL_MARK, SPECIAL_MARK_LEN)) return SPECIAL_MARK_LEN;
+    if ((sl = tok_special_len(tok, s, n))) return sl;
+    *mark = false;
+    return 1;
+}
+
+/* A malloc'd copy of s with the markers added; NULL when s needs none (or, with *oom set, when
+ * memory ran out). */
+static char *mark_string(const struct tokenizer *tok, const char *s, bool *oom)
+{
+    size_t n = strlen(s), marks = 0;
+    bool mark;
+    for (size_t i = 0; i < n; marks += mark) i += mark_unit(tok, s + i, n - i, &mark);
+    if (!marks) return NULL;
+    char *out = malloc(n + marks * SPECIAL_MARK_LEN + 1), *o = out;
+    if (!out) {
+        *oom = true;
+        return NULL;
+    }
+    for (size_t i = 0; i < n;) {
+        size_t k = mark_unit(tok, s + i, n - i, &mark);
+        if (mark) memcpy(o, SPECIAL_MARK, SPECIAL_MARK_LEN), o += SPECIAL_MARK_LEN;
+        memcpy(o, s + i, k);
+        o += k;
+        i += k;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Marks every string and key of a JSON tree in place (depth bounded by OA_MAX_JSON_DEPTH). */
+static int mark_tree(const struct tokenizer *tok, cJSON *j)
+{
+    bool oom = false;
+    char *m;
+    if (j->string && !(j->type & cJSON_StringIsConst) && (m = mark_string(tok, j->string, &oom))) {
+        cJSON_free(j->string);
+        j->string = m;
+    }
+    if (cJSON_IsString(j) && j->valuestring && !(j->type & cJSON_IsReference) &&
+        (m = mark_string(tok, j->valuestring, &oom))) {
+        cJSON_free(j->valuestring);
+        j->valuestring = m;
+    }
+    if (oom) return -1;
+    for (cJSON *c = j->child; c; c = c->next)
+        if (mark_tree(tok, c)) return -1;
+    return 0;
+}
+
+/* Takes the markers out of the rendered text (in place) and encodes it, special tokens off where
+ * a marker stood. */
+static int encode_marked(const struct tokenizer *tok, char *text, struct oa_prompt *out, struct oa_error *e)
+{
+    size_t n = strlen(text), len = 0;
+    uint8_t *mask = calloc(n + 1, 1);
+    if (!mask) return oa_error_set(e, 500, NULL, NULL, "out of memory");
+    for (size_t i = 0; i < n;) {
+        size_t k = 1;
+        if (n - i >= SPECIAL_MARK_LEN && !memcmp(text + i, SPECIAL_MARK, SPECIAL_MARK_LEN)) {
+            const char *next = text + i + SPECIAL_MARK_LEN;
+            size_t rest = n - i - SPECIAL_MARK_LEN, sl;
+            if (rest >= SPECIAL_MARK_LEN && !memcmp(next, SPECIAL_MARK, SPECIAL_MARK_LEN)) {
+                i += SPECIAL_MARK_LEN; /* a doubled marker is the request's own U+E000 */
+                k = SPECIAL_MARK_LEN;
+            } else if ((sl = tok_special_len(tok, next, rest))) {
+                i += SPECIAL_MARK_LEN;
+                memset(mask + len, 1, sl);
+                k = sl;
+            } else {
+                k = SPECIAL_MARK_LEN; /* a marker the template cut off its token: kept as text */
+            }
+        }
+        memmove(text + len, text + i, k);
+        len += k;
+        i += k;
+    }
+    text[len] = '\0';
+    struct ms_err err = {{0}};
+    size_t n_ids = 0;
+    int rc = tok_encode_masked(tok, text, len, mask, &out->ids, &n_ids, &err);
+    free(mask);
+    if (rc) return oa_error_set(e, 400, "messages", NULL, "'messages' cannot be tokenized: %s", err.msg);
+    out->n_ids = (int)n_ids;
+    return 0;
+}
+
 /* Whether the rendered prompt leaves a <think> open (the template started the thinking). */
 static bool ends_in_think(const char *text)
 {
@@ -474,15 +668,21 @@ static int chat_prompt(struct oa_request *r, const struct tokenizer *tok, const 
     }
     cJSON_DeleteItemFromObjectCaseSensitive(kwargs, "enable_thinking");
     cJSON_AddBoolToObject(kwargs, "enable_thinking", r->thinking);
+    /* the tree is freed after this call: the strings are marked in place */
+    if (mark_tree(tok, (cJSON *)msgs) || (tools && mark_tree(tok, (cJSON *)tools)) || mark_tree(tok, kwargs)) {
+        cJSON_Delete(kwargs);
+        cJSON_Delete(named);
+        return oa_error_set(e, 500, NULL, NULL, "out of memory");
+    }
     char *text = NULL;
     struct ms_err err = {{0}};
     int rc = tmpl_render(tmpl, msgs, tools, 1, kwargs, &text, &err);
     cJSON_Delete(kwargs);
     cJSON_Delete(named);
     if (rc) return oa_error_set(e, 400, "messages", NULL, "the chat template failed: %s", err.msg);
-    r->starts_in_thinking = r->thinking && ends_in_think(text);
     rc = add_prompt(r, e);
-    if (!rc) rc = encode(tok, text, "messages", &r->prompts[0], e);
+    if (!rc) rc = encode_marked(tok, text, &r->prompts[0], e);
+    if (!rc) r->starts_in_thinking = r->thinking && ends_in_think(text);
     free(text);
     return rc;
 }

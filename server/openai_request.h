@@ -24,7 +24,9 @@ struct model_config;
 #define OA_MAX_N 16          /* choices per prompt */
 #define OA_MAX_CHOICES 64    /* prompts x n */
 #define OA_MAX_STOP_LEN 256
-#define OA_MAX_JSON_DEPTH 64 /* deeper request bodies are refused (400) */
+#define OA_MAX_JSON_DEPTH 64 /* deeper request bodies are refused (400) before cJSON parses them */
+#define OA_MAX_MESSAGES 4096  /* chat messages per request */
+#define OA_MAX_LOGIT_BIAS 1024 /* logit_bias entries */
 
 /* An error to send back: HTTP status and OpenAI's {"error":{message,type,param,code}}. */
 struct oa_error {
@@ -100,7 +102,12 @@ struct oa_request {
     struct cJSON *root;
 };
 
-/* Parses and validates a body. On failure returns -1 with e filled (nothing to free beyond
+/* What every body must pass before cJSON sees it: valid UTF-8 (cJSON passes anything through),
+ * no NUL bytes, no \u0000 escapes (C strings would cut the text there), no unpaired surrogate
+ * escapes, and nesting at most OA_MAX_JSON_DEPTH deep (cJSON recurses). 0, or -1 with e set (400). */
+int oa_body_check(const char *body, size_t len, struct oa_error *e);
+
+/* Parses and validates a body (oa_body_check first). On failure returns -1 with e filled (nothing to free beyond
  * oa_request_free). */
 int oa_request_parse(const char *body, size_t len, enum oa_route route, struct oa_request *r,
                      struct oa_error *e);

@@ -276,7 +276,29 @@ static int reasoning_finish(struct output_parser *p, struct parser_out *out)
 
 /* ---- stage 1: stop strings ---------------------------------------------------------------- */
 
+static int parser_push(struct output_parser *p, const char *text, size_t len, struct parser_out *out);
+
+/* U+0000 cannot travel in the responses (cJSON strings end at the first NUL, which would cut the
+ * rest of a delta or of the whole message): it becomes U+FFFD before any stage sees it. */
+static int push_without_nul(struct output_parser *p, const char *text, size_t len, struct parser_out *out)
+{
+    struct sbuf b = {0};
+    for (size_t i = 0; i < len; i++) {
+        if (text[i]) sbuf_append(&b, text + i, 1);
+        else sbuf_append(&b, "\xEF\xBF\xBD", 3);
+    }
+    int rc = b.oom ? -1 : parser_push(p, b.s, b.len, out);
+    sbuf_free(&b);
+    return rc;
+}
+
 int output_parser_push(struct output_parser *p, const char *text, size_t len, struct parser_out *out)
+{
+    if (len && memchr(text, '\0', len)) return push_without_nul(p, text, len, out);
+    return parser_push(p, text, len, out);
+}
+
+static int parser_push(struct output_parser *p, const char *text, size_t len, struct parser_out *out)
 {
     if (p->stopped) return 0;
     if (p->cfg.n_stops == 0) return reasoning_push(p, text, len, out);

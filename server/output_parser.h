@@ -49,7 +49,8 @@ struct output_parser *output_parser_create(const struct parser_config *cfg);
 void output_parser_destroy(struct output_parser *p);
 
 /* Feeds decoded text. Returns 0, or -1 when memory ran out. After a stop string matched,
- * further text is ignored. */
+ * further text is ignored. A NUL byte (U+0000) becomes U+FFFD: JSON strings built with cJSON
+ * would end at it. */
 int output_parser_push(struct output_parser *p, const char *text, size_t len, struct parser_out *out);
 
 /* End of output: releases everything held back (an unterminated tool call becomes content). */

@@ -29,6 +29,15 @@ void server_log_write(enum log_level level, const char *req_id, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* one event, one line: control characters from clients (CR/LF in a URL or a field) are
+     * written as \xHH so that nobody can forge log lines */
+    char safe[4 * sizeof msg];
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f) o += (size_t)snprintf(safe + o, sizeof safe - o, "\\x%02x", *p);
+        else safe[o++] = (char)*p;
+    }
+    safe[o] = 0;
     fprintf(stderr, "%s.%03dZ %s [%s] %s\n", stamp, (int)(tv.tv_usec / 1000), tags[level], req_id ? req_id : "-",
-            msg);
+            safe);
 }

@@ -14,7 +14,7 @@ foreach(t api sdk stream_raw ops thinking_tools)
   add_test(NAME server_${t}
            COMMAND ${MS_NODE} --test --test-reporter=spec ${CMAKE_CURRENT_SOURCE_DIR}/server/${t}.test.mjs)
   set_tests_properties(server_${t} PROPERTIES ENVIRONMENT "${MS_SERVER_TEST_ENV}"
-                       FIXTURES_REQUIRED model_tiny TIMEOUT 180)
+                       FIXTURES_REQUIRED model_tiny TIMEOUT 180 LABELS server)
 endforeach()
 # Thinking, budgets and tools need the constructed pattern model (tests/pattern_model.cmake); the
 # test skips with a message when tools/make_pattern_model.py is absent.

@@ -330,10 +330,22 @@ static const struct tok_added *find_added(const struct tok_addset *set, const un
 typedef int (*segment_fn)(const struct tokenizer *t, const unsigned char *s, size_t n, int allow_special,
                           struct tok_ids *ids, struct tok_buf *buf);
 
+/* Whether any of mask[from .. to) is set (mask may be NULL: none is). */
+static int span_masked(const uint8_t *mask, size_t from, size_t to)
+{
+    if (!mask) return 0;
+    for (size_t i = from; i < to; i++)
+        if (mask[i]) return 1;
+    return 0;
+}
+
 /* Splits s by the added tokens of `set` like HF's AddedVocabulary::find_matches: text between
- * matches goes to `seg`, matched tokens are appended as ids. */
+ * matches goes to `seg`, matched tokens are appended as ids. A special token overlapping a byte
+ * set in `mask` ([n], or NULL) is not matched, and a segment holding such a byte is encoded with
+ * specials off. */
 static int split_added(const struct tokenizer *t, const struct tok_addset *set, const unsigned char *s,
-                       size_t n, int allow_special, struct tok_ids *ids, struct tok_buf *buf, segment_fn seg)
+                       size_t n, int allow_special, const uint8_t *mask, struct tok_ids *ids, struct tok_buf *buf,
+                       segment_fn seg)
 {
     size_t pos = 0, start_offset = 0;
     int rc;
@@ -344,7 +356,7 @@ static int split_added(const struct tokenizer *t, const struct tok_addset *set, 
             if (!a) break;
             size_t start = at, stop = at + a->len;
             pos = stop;
-            if (a->special && !allow_special) continue;
+            if (a->special && (!allow_special || span_masked(mask, start, stop))) continue;
             if (a->single_word && (is_word_char_before(s, start) || is_word_char_at(s, n, stop))) continue;
             if (start < start_offset) continue; /* overlaps a previous rstrip */
             if (a->lstrip) {
@@ -363,13 +375,16 @@ static int split_added(const struct tokenizer *t, const struct tok_addset *set, 
                 if (stop > pos) pos = stop;
             }
             if (start_offset < start &&
-                (rc = seg(t, s + start_offset, start - start_offset, allow_special, ids, buf)))
+                (rc = seg(t, s + start_offset, start - start_offset,
+                          allow_special && !span_masked(mask, start_offset, start), ids, buf)))
                 return rc;
             if ((rc = tok_ids_push(ids, a->id))) return rc;
             start_offset = stop;
         }
     }
-    if (start_offset < n) return seg(t, s + start_offset, n - start_offset, allow_special, ids, buf);
+    if (start_offset < n)
+        return seg(t, s + start_offset, n - start_offset, allow_special && !span_masked(mask, start_offset, n), ids,
+                   buf);
     return 0;
 }
 
@@ -390,14 +405,14 @@ static int raw_part(const struct tokenizer *t, const unsigned char *s, size_t n,
     if (t->nfc && (rc = tok_nfc((const char *)s, n, buf, &norm, &nlen))) return rc;
     if (t->norm_set.n) {
         /* The normalized text may live in buf; the callee does not use buf. */
-        return split_added(t, &t->norm_set, (const unsigned char *)norm, nlen, allow_special, ids, NULL,
+        return split_added(t, &t->norm_set, (const unsigned char *)norm, nlen, allow_special, NULL, ids, NULL,
                            normalized_part);
     }
     return pretok_bpe(t, (const unsigned char *)norm, nlen, ids);
 }
 
-int tok_encode(const struct tokenizer *t, const char *text, size_t len, int allow_special,
-               int32_t **ids_out, size_t *n_out, struct ms_err *err)
+static int encode(const struct tokenizer *t, const char *text, size_t len, int allow_special, const uint8_t *mask,
+                  int32_t **ids_out, size_t *n_out, struct ms_err *err)
 {
     const unsigned char *s = (const unsigned char *)text;
     *ids_out = NULL;
@@ -414,7 +429,7 @@ int tok_encode(const struct tokenizer *t, const char *text, size_t len, int allo
     }
     struct tok_ids ids = {0};
     struct tok_buf buf = {0};
-    int rc = split_added(t, &t->raw_set, s, len, allow_special, &ids, &buf, raw_part);
+    int rc = split_added(t, &t->raw_set, s, len, allow_special, mask, &ids, &buf, raw_part);
     free(buf.p);
     if (rc) {
         free(ids.v);
@@ -427,4 +442,33 @@ int tok_encode(const struct tokenizer *t, const char *text, size_t len, int allo
     *ids_out = ids.v;
     *n_out = ids.n;
     return 0;
+}
+
+int tok_encode(const struct tokenizer *t, const char *text, size_t len, int allow_special, int32_t **ids_out,
+               size_t *n_out, struct ms_err *err)
+{
+    return encode(t, text, len, allow_special, NULL, ids_out, n_out, err);
+}
+
+int tok_encode_masked(const struct tokenizer *t, const char *text, size_t len, const uint8_t *no_special,
+                      int32_t **ids_out, size_t *n_out, struct ms_err *err)
+{
+    return encode(t, text, len, 1, no_special, ids_out, n_out, err);
+}
+
+static size_t special_len_in(const struct tok_addset *set, const unsigned char *s, size_t n)
+{
+    if (!set->n || !n) return 0;
+    for (unsigned k = set->first[s[0]]; k < set->first[s[0] + 1]; k++) {
+        const struct tok_added *a = set->tok[k]; /* longest first */
+        if (a->special && a->len <= n && !memcmp(s, a->content, a->len)) return a->len;
+    }
+    return 0;
+}
+
+size_t tok_special_len(const struct tokenizer *t, const char *s, size_t n)
+{
+    size_t a = special_len_in(&t->raw_set, (const unsigned char *)s, n);
+    size_t b = special_len_in(&t->norm_set, (const unsigned char *)s, n);
+    return a > b ? a : b;
 }

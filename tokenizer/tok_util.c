@@ -180,6 +180,7 @@ int tok_utf8_lossy(const unsigned char *s, size_t n, int final, struct tok_buf *
     static const char fffd[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
     size_t i = 0, run = 0; /* run: start of pending valid bytes */
     if (held) *held = 0;
+    if (!n) return tok_buf_put(out, "", 0); /* s may be NULL: no arithmetic on it */
     if (tok_buf_reserve(out, n + n / 2 + 3)) return MS_ERR_NOMEM;
     while (i < n) {
         if (s[i] < 0x80) {

@@ -44,6 +44,16 @@ void tok_free(struct tokenizer *tok);
 int tok_encode(const struct tokenizer *tok, const char *text, size_t len, int allow_special,
                int32_t **ids_out, size_t *n_out, struct ms_err *err);
 
+/* As tok_encode with allow_special = 1, except that a special added token covering any byte i with
+ * no_special[i] != 0 (no_special has len entries) is encoded as plain text, as with
+ * allow_special = 0. The server marks the bytes of special tokens that a request's strings spelled
+ * out, so that only the chat template's own special tokens become control tokens. */
+int tok_encode_masked(const struct tokenizer *tok, const char *text, size_t len, const uint8_t *no_special,
+                      int32_t **ids_out, size_t *n_out, struct ms_err *err);
+
+/* Length of the longest added token marked special that s[0..n) starts with; 0 if none. */
+size_t tok_special_len(const struct tokenizer *tok, const char *s, size_t n);
+
 /* Decodes ids to text like HF's decode(ids, skip_special_tokens=false): byte-level tokens are
  * mapped back to bytes, added tokens give their content, unknown ids are skipped, and invalid UTF-8
  * is replaced by U+FFFD (one per maximal invalid subsequence, as Rust's from_utf8_lossy does).
