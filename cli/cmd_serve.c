@@ -33,6 +33,7 @@ static const struct {
     const char *flag, *env, *help;
 } serve_options[] = {
     {"--model", "MOESERVE_MODEL", "Hugging Face model directory (required)"},
+    {"--quantize", "MOESERVE_QUANTIZE", "q8_0: convert the matmul weights to Q8_0 at load (default none: as stored)"},
     {"--host", "MOESERVE_HOST", "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)"},
     {"--port", "MOESERVE_PORT", "TCP port (default 8000; 0 picks a free one, printed at start)"},
     {"--api-key", "MOESERVE_API_KEY", "require 'Authorization: Bearer KEY' (/health and /metrics stay open)"},
@@ -70,7 +71,7 @@ static const char serve_help[] =
     "server options (each also read from the environment variable shown):\n";
 
 struct serve_opts {
-    const char *model_dir, *served_name, *api_key, *host, *cors;
+    const char *model_dir, *served_name, *api_key, *host, *cors, *quantize;
     long port, max_queued, max_conns, max_conns_per_ip, keep_alive, thinking_budget, log_level;
     double ping, shutdown_timeout, stall;
     size_t max_body, conn_memory;
@@ -83,6 +84,7 @@ static int parse_value(struct serve_opts *o, const char *a, const char *v)
     int e = engine_opts_parse(&o->engine, a, v);
     if (e) return e < 0 ? -1 : 0;
     if (!strcmp(a, "--model")) o->model_dir = v;
+    else if (!strcmp(a, "--quantize")) o->quantize = v;
     else if (!strcmp(a, "--host")) o->host = v;
     else if (!strcmp(a, "--port")) return cli_parse_int(a, v, 0, 65535, &o->port);
     else if (!strcmp(a, "--api-key")) o->api_key = v;
@@ -238,7 +240,7 @@ int cmd_serve(int argc, char **argv)
     }
     snprintf(url, sizeof url, strchr(o.host, ':') ? "http://[%s]:%d" : "http://%s:%d", o.host, http_server_port(srv));
     server_log(LOG_LEVEL_INFO, NULL, "listening on %s (loading %s)", url, o.model_dir);
-    if (cli_load_model(o.model_dir, &model)) goto out;
+    if (cli_load_model_quant(o.model_dir, o.quantize, &model)) goto out;
     if (!(tok = tok_load(o.model_dir, &err))) {
         fprintf(stderr, "moeserve serve: %s\n", err.msg);
         goto out;
@@ -250,8 +252,13 @@ int cmd_serve(int argc, char **argv)
         goto out;
     }
     http_server_set_engine(srv, engine, model, tok, tmpl);
-    server_log(LOG_LEVEL_INFO, NULL, "ready: model '%s' on %s (max_model_len %d, max_num_seqs %d)",
-               hc.served_model_name, url, o.engine.max_model_len, o.engine.max_num_seqs);
+    struct engine_stats st;
+    engine_get_stats(engine, &st);
+    server_log(LOG_LEVEL_INFO, NULL,
+               "ready: model '%s' on %s (max_model_len %d, max_num_seqs %d, KV cache %d tokens in %.2f GiB %s)",
+               hc.served_model_name, url, o.engine.max_model_len, o.engine.max_num_seqs,
+               st.kv_blocks_total * o.engine.block_size, o.engine.kv_cache_bytes / 1073741824.0,
+               tensor_dtype_name(o.engine.kv_dtype));
     while (!serve_stop) sleep_s(0.02);
 
     server_log(LOG_LEVEL_INFO, NULL, "shutting down: no new requests; %d running (waiting up to %.0f s)",
