@@ -160,6 +160,7 @@ static void page_in(const struct model_weights *w, bool show_progress)
     int last_pct = -1;
     double t0 = ms_now();
     volatile unsigned char sink = 0;
+    bool log_lines = w->mapped_bytes >= (4ull << 30); /* small loads finish before anyone looks */
     for (int i = 0; i < w->n_files; i++) {
         const unsigned char *base = w->files[i]->map;
         size_t size = w->files[i]->size;
@@ -169,10 +170,15 @@ static void page_in(const struct model_weights *w, bool show_progress)
             for (size_t p = off; p < end; p += page) sink ^= base[p];
             done += end - off;
             int pct = (int)(done * 100 / w->mapped_bytes);
+            double dt = ms_now() - t0, rate = dt > 0 ? done / 1e9 / dt : 0.0;
             if (show_progress && pct != last_pct) {
-                double dt = ms_now() - t0;
                 fprintf(stderr, "\rloading weights: %.2f / %.2f GB (%d%%) %.1f GB/s ", done / 1e9,
-                        w->mapped_bytes / 1e9, pct, dt > 0 ? done / 1e9 / dt : 0.0);
+                        w->mapped_bytes / 1e9, pct, rate);
+                last_pct = pct;
+            } else if (!show_progress && log_lines && pct / 10 != last_pct / 10) {
+                /* not a terminal (a container's log): one line per 10% of a large load */
+                fprintf(stderr, "moeserve: loading weights: %.1f / %.1f GB (%d%%) %.1f GB/s\n", done / 1e9,
+                        w->mapped_bytes / 1e9, pct, rate);
                 last_pct = pct;
             }
         }
