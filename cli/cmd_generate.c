@@ -71,21 +71,26 @@ struct gen_job {
     struct stream_event final;
 };
 
+static void append_message(struct gen_opts *o, const char *role, const char *content)
+{
+    if (!o->messages) o->messages = cJSON_CreateArray();
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddStringToObject(m, "role", role);
+    cJSON_AddStringToObject(m, "content", content);
+    cJSON_AddItemToArray(o->messages, m);
+    o->chat = true;
+}
+
 static int add_message(struct gen_opts *o, const char *spec)
 {
     const char *colon = strchr(spec, ':');
-    if (!colon || colon == spec) {
+    if (!colon || colon == spec || colon - spec >= 64) {
         fprintf(stderr, "moeserve generate: --message expects ROLE:TEXT, got '%s'\n", spec);
         return -1;
     }
-    if (!o->messages) o->messages = cJSON_CreateArray();
-    cJSON *m = cJSON_CreateObject();
     char role[64];
     snprintf(role, sizeof role, "%.*s", (int)(colon - spec), spec);
-    cJSON_AddStringToObject(m, "role", role);
-    cJSON_AddStringToObject(m, "content", colon + 1);
-    cJSON_AddItemToArray(o->messages, m);
-    o->chat = true;
+    append_message(o, role, colon + 1);
     return 0;
 }
 
@@ -144,8 +149,7 @@ static int parse_opts(int argc, char **argv, struct gen_opts *o)
                         "--prompt-file are required (see --help)\n");
         return -1;
     }
-    if (o->chat && o->prompt) add_message(o, "user:"), cJSON_SetValuestring(
-        cJSON_GetObjectItem(cJSON_GetArrayItem(o->messages, cJSON_GetArraySize(o->messages) - 1), "content"), o->prompt);
+    if (o->chat && o->prompt) append_message(o, "user", o->prompt); /* --chat --prompt TEXT */
     return 0;
 }
 
