@@ -57,4 +57,27 @@ static int same_output(const char *name, const char *got, size_t got_len, const 
     return 0;
 }
 
+/* The verdict on one case: C's render (rc, its error, its output) against jinja2's (the expected
+ * output, or the error jinja2 raised: then C must fail too). Prints one line; 1 if they agree. */
+static int judge_case(const char *name, int rc, const char *c_err, const char *out, size_t len,
+                      const cJSON *want, const cJSON *want_err)
+{
+    if (cJSON_IsString(want_err)) {
+        if (rc == 0) {
+            fprintf(stderr, "FAIL %s: jinja2 failed (%s) but C rendered '%s'\n", name, want_err->valuestring,
+                    out ? out : "");
+            return 0;
+        }
+        printf("ok %s (both fail: C '%s' / jinja2 '%s')\n", name, c_err, want_err->valuestring);
+        return 1;
+    }
+    if (rc) {
+        fprintf(stderr, "FAIL %s: C failed: %s\n", name, c_err);
+        return 0;
+    }
+    if (!same_output(name, out, len, want->valuestring)) return 0;
+    printf("ok %s (%zu bytes)\n", name, len);
+    return 1;
+}
+
 #endif
