@@ -122,9 +122,12 @@ DTYPE_FN(tile_f16, TENSOR_DTYPE_F16)
 DTYPE_FN(tile_f32, TENSOR_DTYPE_F32)
 
 /* ---- Q8_0: two blocks per 512-bit step. For each block, the exact int32 dot of its 32 int8
- * pairs (VNNI on |w| and x negated where w < 0), converted to float and accumulated with the
- * product of the two scales into 16 lanes (8 per block); an odd last block goes through 8
- * lanes of its own. Reduced in a fixed order, so batch-invariant like the float tiles. */
+ * pairs by VNNI (unsigned x signed bytes): the activations are offset by 128 to make them
+ * unsigned, and each lane's accumulator starts at -128 x the sum of its four weights (computed
+ * once per weight row and block pair, for all tokens), so the lane ends at exactly
+ * sum(w * x). Converted to float and accumulated with the product of the two scales into 16
+ * lanes (8 per block); an odd last block goes through 8 lanes of its own. Reduced in a fixed
+ * order, so batch-invariant like the float tiles. */
 
 /* qs of blocks b and b + 1 of a weight row, side by side */
 INLINE __m512i load_w2(const struct q8_0_block *blk)
@@ -147,11 +150,10 @@ INLINE void tile_q8(const char *w, size_t wb, const struct q8_act_block *x, size
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    const __m512i zero = _mm512_setzero_si512();
+    const __m512i zero = _mm512_setzero_si512(), k80 = _mm512_set1_epi8((char)0x80);
     int b = 0;
     for (; b + 2 <= nb; b += 2) {
-        __m512i aw[4];
-        __mmask64 neg[4];
+        __m512i wq[4], corr[4];
         __m512 wd[4];
         if (pf)
 #pragma GCC unroll 4
@@ -159,21 +161,21 @@ INLINE void tile_q8(const char *w, size_t wb, const struct q8_act_block *x, size
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++) {
             const struct q8_0_block *blk = (const struct q8_0_block *)(w + r * wb) + b;
-            __m512i wq = load_w2(blk);
-            aw[r] = _mm512_abs_epi8(wq);
-            neg[r] = _mm512_movepi8_mask(wq);
+            wq[r] = load_w2(blk);
+            corr[r] = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k80, wq[r]));
             wd[r] = scale_w2(blk);
         }
 #pragma GCC unroll 4
         for (int t = 0; t < T; t++) {
             const struct q8_act_block *xb = x + t * ldx + b;
-            __m512i xq = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xb[0].qs)),
-                                            _mm256_loadu_si256((const __m256i *)xb[1].qs), 1);
+            __m512i xu = _mm512_xor_si512(
+                _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)xb[0].qs)),
+                                   _mm256_loadu_si256((const __m256i *)xb[1].qs), 1),
+                k80);
             __m512 xd = _mm512_insertf32x8(_mm512_set1_ps(xb[0].d), _mm256_set1_ps(xb[1].d), 1);
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++) {
-                __m512i sx = _mm512_mask_sub_epi8(xq, neg[r], zero, xq);
-                __m512 sf = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, aw[r], sx));
+                __m512 sf = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(corr[r], xu, wq[r]));
                 acc[r][t] = _mm512_fmadd_ps(sf, _mm512_mul_ps(wd[r], xd), acc[r][t]);
             }
         }
