@@ -91,6 +91,28 @@ static void wait_all(struct req *rs, int n, double *t_all_first, long *tokens_af
     for (int i = 0; i < n; i++) stream_release(rs[i].stream);
 }
 
+/* Where the steps' time went: every forward phase, sampling, and the rest of the step
+ * (scheduling, batch building), in ms per step and as a share of the step. */
+static void print_profile(struct engine *e, const char *label)
+{
+    struct engine_stats st;
+    engine_get_stats(e, &st);
+    if (!st.steps || st.step_seconds <= 0) return;
+    double per = 1000.0 / (double)st.steps, fwd = 0;
+    fprintf(stderr, "\nprofile (%s): %llu steps, %.2f ms/step, %.1f tokens/forward\n", label,
+            (unsigned long long)st.steps, st.step_seconds * per,
+            (double)st.forward.tokens / (double)(st.forward.forwards ? st.forward.forwards : 1));
+    for (int p = 0; p < MODEL_PHASE_COUNT; p++) {
+        fwd += st.forward.seconds[p];
+        fprintf(stderr, "  %-28s %8.3f ms %5.1f%%\n", model_phase_name((enum model_phase)p),
+                st.forward.seconds[p] * per, 100 * st.forward.seconds[p] / st.step_seconds);
+    }
+    double rest = st.step_seconds - fwd - st.sample_seconds;
+    fprintf(stderr, "  %-28s %8.3f ms %5.1f%%\n", "sampling + streaming", st.sample_seconds * per,
+            100 * st.sample_seconds / st.step_seconds);
+    fprintf(stderr, "  %-28s %8.3f ms %5.1f%%\n", "scheduling, batch building", rest * per, 100 * rest / st.step_seconds);
+}
+
 static double peak_rss_gb(void)
 {
     struct rusage ru;
@@ -140,6 +162,7 @@ int main(int argc, char **argv)
     double dt = ms_now() - t0;
     printf("| prefill | 1 | %d | %.2f | %.1f | %.0f |\n", prompt_len, dt, prompt_len / dt, dt * 1000);
     fflush(stdout);
+    print_profile(e, "prefill");
     engine_destroy(e);
 
     for (char *tok = strtok(batches, ","); tok; tok = strtok(NULL, ",")) {
@@ -160,6 +183,9 @@ int main(int argc, char **argv)
         printf("| decode | %d | %ld | %.2f | %.1f | %.0f |\n", b, after, dec, after / dec,
                dec * 1000 / decode_tokens);
         fflush(stdout);
+        char label[64];
+        snprintf(label, sizeof label, "decode, batch %d, prefill steps included", b);
+        print_profile(e, label);
         engine_destroy(e);
     }
     printf("\npeak RSS %.2f GB (weights mapped: %.2f GB)\n", peak_rss_gb(), m->weights->mapped_bytes / 1e9);

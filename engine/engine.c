@@ -174,6 +174,7 @@ static void update_request(struct engine *e, struct request *r, float *logits)
 
 static void step(struct engine *e)
 {
+    double t_start = ms_now();
     struct sched_output so;
     sched_schedule(e->sched, &so);
     if (so.n == 0) {
@@ -205,8 +206,12 @@ static void step(struct engine *e)
         return;
     }
     /* logit rows are in batch order; finishing a request never touches another's row */
+    double t_sample = ms_now();
     for (int j = 0; j < b.n_logits; j++)
         update_request(e, so.reqs[e->b_logit_seq[j]], e->logits + (size_t)j * e->model->cfg.vocab_size);
+    double t_end = ms_now();
+    e->counters.sample_seconds += t_end - t_sample;
+    e->counters.step_seconds += t_end - t_start;
     e->counters.steps++;
 }
 
@@ -224,6 +229,7 @@ static void publish_stats(struct engine *e)
     c->prefix_cache_queries = ps.cache_queries;
     c->prefix_cache_hits = ps.cache_hits;
     c->preemptions = sched_num_preemptions(e->sched);
+    c->forward = *model_scratch_profile(e->scratch);
     c->last_step_at = ms_now();
     c->alive = true;
     pthread_mutex_lock(&e->lock);

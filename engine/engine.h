@@ -66,6 +66,9 @@ struct engine_stats {
     uint64_t prefix_cache_queries, prefix_cache_hits; /* in tokens */
     uint64_t preemptions, prompt_tokens, generation_tokens, steps;
     uint64_t finished[FINISH_ERROR + 1]; /* by finish_reason */
+    struct model_profile forward; /* where the forwards' time went (model_scratch_profile) */
+    double sample_seconds;        /* picking and streaming each step's tokens */
+    double step_seconds;          /* whole steps: scheduling, forward, sampling */
     double last_step_at;  /* ms_now() of the engine loop's last pass (liveness) */
     bool alive;           /* the engine thread is running */
 };

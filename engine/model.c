@@ -142,7 +142,31 @@ struct model_scratch {
     struct kern_mm *mm;    /* [2 * experts + 3] matmuls handed to one kern_matmul_many */
     const struct expert_weights **active; /* [experts] the experts with tokens in this layer */
     int *active_off, *active_n;           /* [experts] their first grouped row and row count */
+    struct model_profile prof;
+    double prof_mark;      /* when the phase now running began */
 };
+
+const char *model_phase_name(enum model_phase phase)
+{
+    static const char *const names[MODEL_PHASE_COUNT] = {
+        "embed", "norm + residual", "quantize activations", "q/k/v projections", "qk-norm + rope + kv write",
+        "attention", "o projection", "router + top-k", "moe grouping", "experts gate/up", "swiglu",
+        "experts down", "moe combine", "lm_head"};
+    return phase < MODEL_PHASE_COUNT ? names[phase] : "?";
+}
+
+const struct model_profile *model_scratch_profile(const struct model_scratch *s)
+{
+    return &s->prof;
+}
+
+/* Charges the time since the last mark to `phase`. */
+static void prof_end(struct model_scratch *s, enum model_phase phase)
+{
+    double now = ms_now();
+    s->prof.seconds[phase] += now - s->prof_mark;
+    s->prof_mark = now;
+}
 
 size_t model_scratch_floats(const struct model *m, int max_ctx)
 {
@@ -233,6 +257,7 @@ static struct act_input prepare_input(const struct model *m, struct model_scratc
         kern_round_act_bf16(x, n, a.in, s->act);
         a.xb = s->act;
     }
+    prof_end(s, MODEL_PHASE_QUANT_ACT);
     return a;
 }
 
@@ -312,6 +337,7 @@ static void attention(const struct model *m, struct model_scratch *s, struct kv_
     s->mm[1] = mm_rows(&L->k, a, 0, n, s->k, kvd);
     s->mm[2] = mm_rows(&L->v, a, 0, n, s->v, kvd);
     kern_matmul_many(tp, s->mm, 3);
+    prof_end(s, MODEL_PHASE_QKV);
     float eps = (float)c->rms_norm_eps;
     for (int t = 0; t < n; t++) {
         const float *cs = s->cos_t + (size_t)t * half, *sn = s->sin_t + (size_t)t * half;
@@ -327,9 +353,12 @@ static void attention(const struct model *m, struct model_scratch *s, struct kv_
         }
         kv_cache_write(kv, l, b->slots[t], s->k + (size_t)t * kvd, s->v + (size_t)t * kvd);
     }
+    prof_end(s, MODEL_PHASE_QK_ROPE);
     struct attn_job job = {m, s, kv, b, tp, l, kern_isa_best()};
     tp_run(tp, n * c->num_kv_heads, attn_task, &job);
+    prof_end(s, MODEL_PHASE_ATTENTION);
     matmul(m, s, tp, &L->o, s->attn, n, s->tmp, c->hidden_size);
+    prof_end(s, MODEL_PHASE_O_PROJ);
 }
 
 /* SwiGLU MLPs of `count` experts (a dense layer is one), expert i over its n[i] rows of the
@@ -347,10 +376,13 @@ static void experts_mlp(const struct model *m, struct model_scratch *s, struct t
         s->mm[2 * i + 1] = mm_rows(&w[i]->up, a, off[i], n[i], s->up + (size_t)off[i] * inter, inter);
     }
     kern_matmul_many(tp, s->mm, 2 * count);
+    prof_end(s, MODEL_PHASE_GATE_UP);
     kern_swiglu(s->gate, s->up, rows * inter);
+    prof_end(s, MODEL_PHASE_SWIGLU);
     a = prepare_input(m, s, tp, &w[0]->down, s->gate, rows);
     for (int i = 0; i < count; i++) s->mm[i] = mm_rows(&w[i]->down, a, off[i], n[i], out + (size_t)off[i] * h, h);
     kern_matmul_many(tp, s->mm, count);
+    prof_end(s, MODEL_PHASE_DOWN);
 }
 
 /* Router: softmax over all experts, keep the top k (lowest index first on ties), and
@@ -379,6 +411,7 @@ static void route(const struct model *m, struct model_scratch *s, struct threadp
         if (c->norm_topk_prob)
             for (int j = 0; j < K; j++) wt[j] /= sum;
     }
+    prof_end(s, MODEL_PHASE_ROUTER);
 }
 
 /* Sparse MoE: route, group the (token, expert) pairs by expert with a counting sort, run each
@@ -408,6 +441,7 @@ static void moe(const struct model *m, struct model_scratch *s, struct threadpoo
         act_off[count] = s->expert_offset[e];
         act_n[count++] = s->expert_count[e];
     }
+    prof_end(s, MODEL_PHASE_MOE_GATHER);
     experts_mlp(m, s, tp, active, act_off, act_n, count, s->grouped_x, s->grouped_out);
     for (int t = 0; t < n; t++) {
         float *out = s->tmp + (size_t)t * h;
@@ -418,6 +452,7 @@ static void moe(const struct model *m, struct model_scratch *s, struct threadpoo
             for (int d = 0; d < h; d++) out[d] += wgt * eo[d];
         }
     }
+    prof_end(s, MODEL_PHASE_COMBINE);
 }
 
 static void rope_tables(const struct model *m, struct model_scratch *s, const struct fwd_batch *b)
@@ -442,6 +477,7 @@ int model_forward(const struct model *m, struct model_scratch *s, struct kv_cach
     int h = c->hidden_size, n = b->n_tokens;
     if (n < 1 || n > s->max_tokens)
         return ms_err_set(err, MS_ERR_INVALID, "forward of %d tokens (limit %d)", n, s->max_tokens);
+    s->prof_mark = ms_now();
     for (int t = 0; t < n; t++) {
         if (b->tokens[t] < 0 || b->tokens[t] >= c->vocab_size)
             return ms_err_set(err, MS_ERR_INVALID, "token id %d is outside the vocabulary [0, %d)", b->tokens[t],
@@ -449,12 +485,15 @@ int model_forward(const struct model *m, struct model_scratch *s, struct kv_cach
         tensor_to_f32(&m->weights->embed, (int64_t)b->tokens[t] * h, h, s->x + (size_t)t * h);
     }
     rope_tables(m, s, b);
+    prof_end(s, MODEL_PHASE_EMBED);
     float eps = (float)c->rms_norm_eps;
     for (int l = 0; l < c->num_layers; l++) {
         for (int t = 0; t < n; t++) kern_rmsnorm(s->xn + (size_t)t * h, s->x + (size_t)t * h, m->norms[l].attn, h, eps);
+        prof_end(s, MODEL_PHASE_NORM);
         attention(m, s, kv, tp, b, l);
         for (size_t i = 0; i < (size_t)n * h; i++) s->x[i] += s->tmp[i];
         for (int t = 0; t < n; t++) kern_rmsnorm(s->xn + (size_t)t * h, s->x + (size_t)t * h, m->norms[l].ffn, h, eps);
+        prof_end(s, MODEL_PHASE_NORM);
         if (m->weights->layers[l].sparse)
             moe(m, s, tp, l, n);
         else {
@@ -463,10 +502,16 @@ int model_forward(const struct model *m, struct model_scratch *s, struct kv_cach
             experts_mlp(m, s, tp, &mlp, &zero, &n, 1, s->xn, s->tmp);
         }
         for (size_t i = 0; i < (size_t)n * h; i++) s->x[i] += s->tmp[i];
+        prof_end(s, MODEL_PHASE_NORM);
     }
     /* only the rows whose logits are wanted go through the final norm and lm_head */
     for (int i = 0; i < b->n_logits; i++)
         kern_rmsnorm(s->xn + (size_t)i * h, s->x + (size_t)b->logit_rows[i] * h, m->final_norm, h, eps);
+    prof_end(s, MODEL_PHASE_NORM);
     matmul(m, s, tp, &m->weights->lm_head, s->xn, b->n_logits, logits, c->vocab_size);
+    prof_end(s, MODEL_PHASE_LM_HEAD);
+    s->prof.forwards++;
+    s->prof.tokens += (uint64_t)n;
+    s->prof.logit_rows += (uint64_t)b->n_logits;
     return MS_OK;
 }

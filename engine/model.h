@@ -70,6 +70,37 @@ struct fwd_batch {
 struct model_scratch;
 struct kv_cache;
 
+/* Where a forward's time goes, summed over every forward run with one scratch (always on: a
+ * few dozen clock reads a step). Each phase runs to the end before the next starts, so the
+ * phases add up to the forward's wall time. */
+enum model_phase {
+    MODEL_PHASE_EMBED,      /* embedding rows, RoPE tables */
+    MODEL_PHASE_NORM,       /* RMSNorms before blocks, residual adds, the final norm */
+    MODEL_PHASE_QUANT_ACT,  /* matmul inputs quantized to Q8_0 or rounded to bf16 */
+    MODEL_PHASE_QKV,        /* q, k, v projections */
+    MODEL_PHASE_QK_ROPE,    /* QK-norm, RoPE, K/V written to the cache */
+    MODEL_PHASE_ATTENTION,  /* scores, softmax, weighted V over the paged cache */
+    MODEL_PHASE_O_PROJ,
+    MODEL_PHASE_ROUTER,     /* router matmul, softmax, top-k */
+    MODEL_PHASE_MOE_GATHER, /* grouping (token, expert) pairs by expert */
+    MODEL_PHASE_GATE_UP,    /* expert (or dense MLP) gate and up projections */
+    MODEL_PHASE_SWIGLU,
+    MODEL_PHASE_DOWN,       /* expert (or dense MLP) down projections */
+    MODEL_PHASE_COMBINE,    /* weighted sum of each token's expert outputs */
+    MODEL_PHASE_LM_HEAD,
+    MODEL_PHASE_COUNT
+};
+
+struct model_profile {
+    double seconds[MODEL_PHASE_COUNT];
+    uint64_t forwards, tokens, logit_rows;
+};
+
+const char *model_phase_name(enum model_phase phase);
+
+/* The running totals of forwards through s; the scratch's user reads them between forwards. */
+const struct model_profile *model_scratch_profile(const struct model_scratch *s);
+
 /* Scratch for forwards of up to max_tokens tokens and max_logits logit rows; no allocation
  * happens after this. NULL on failure (err set). */
 struct model_scratch *model_scratch_create(const struct model *m, int max_tokens, struct ms_err *err);
