@@ -69,12 +69,29 @@ void sampler_destroy(struct sampler *s)
     free(s);
 }
 
+/* The first index of the largest value (NaNs never win; a NaN at 0 stays the answer, as a
+ * running "greater than the best so far" scan would have it). The maximum is found in 16
+ * independent lanes so the compiler vectorises it, then its first position: two passes over
+ * the logits beat one scan whose every step waits on the last. */
 int32_t sampler_argmax(const float *logits, int n)
 {
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (logits[i] > logits[best]) best = i;
-    return best;
+    enum { LANES = 16 };
+    if (n < LANES || logits[0] != logits[0]) {
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    float lane[LANES]; /* start from logits[0], not NaN: a lane never becomes NaN */
+    for (int j = 0; j < LANES; j++) lane[j] = logits[0];
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) lane[j] = logits[i + j] > lane[j] ? logits[i + j] : lane[j];
+    float max = logits[0];
+    for (int j = 0; j < LANES; j++) max = lane[j] > max ? lane[j] : max;
+    for (; i < n; i++) max = logits[i] > max ? logits[i] : max;
+    for (i = 0; logits[i] != max; i++) {}
+    return i;
 }
 
 /* The top k raw logprobs (sorted, descending) and the log_softmax normaliser of the raw logits. */

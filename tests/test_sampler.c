@@ -166,8 +166,36 @@ static void test_logprobs_and_seeds(struct sampler *s)
     test_cond("sampling is not constant", varied);
 }
 
+/* The lane-parallel argmax against the plain running scan it replaced, on lengths around the
+ * lane width and the vocabulary, with ties, NaNs and infinities placed at random. */
+static void test_argmax_matches_scan(void)
+{
+    enum { N = 151936 };
+    static float x[N];
+    uint64_t st = 7;
+    int mismatches = 0;
+    for (int trial = 0; trial < 3000; trial++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        int n = trial % 3 ? 1 + (int)((st >> 33) % N) : 1 + (int)((st >> 33) % 48);
+        for (int i = 0; i < n; i++) {
+            st = st * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned r = (unsigned)(st >> 40);
+            x[i] = (float)(r % 64) - 32; /* many ties */
+            if (r % 53 == 0) x[i] = NAN;
+            else if (r % 97 == 0) x[i] = -INFINITY;
+            else if (r % 4099 == 0) x[i] = INFINITY;
+        }
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (x[i] > x[best]) best = i;
+        mismatches += sampler_argmax(x, n) != best;
+    }
+    test_cond("argmax equals the first index of the running scan's maximum", mismatches == 0);
+}
+
 int main(void)
 {
+    test_argmax_matches_scan();
     struct ms_err err;
     struct sampler *s = sampler_create(V, &err);
     test_filters(s);
