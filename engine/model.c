@@ -88,9 +88,12 @@ int model_load_with_opts(const char *model_dir, const struct model_load_opts *o,
     struct model *m = calloc(1, sizeof *m);
     if (!m) return ms_err_set(err, MS_ERR_NOMEM, "out of memory");
     int rc = model_config_load(&m->cfg, model_dir, err);
-    if (!rc) rc = weights_load(&m->cfg, model_dir, o->show_progress, &m->weights, err);
+    if (!rc) rc = weights_load(&m->cfg, model_dir, &m->weights, err);
+    /* quantizing reads every matmul weight once, with its own progress, and lets each go */
     if (!rc && o->quantize_q8_0)
         rc = weights_quantize(m->weights, TENSOR_DTYPE_Q8_0, o->threads > 0 ? o->threads : 1, o->show_progress, err);
+    else if (!rc)
+        weights_page_in(m->weights, o->show_progress);
     if (!rc) rc = copy_norms(m, err);
     if (rc) {
         model_free(m);

@@ -39,11 +39,16 @@ struct model_weights {
     struct st_file **files;
 };
 
-/* Maps model.safetensors or the shards listed in model.safetensors.index.json, validates every
- * tensor against cfg and, when `show_progress`, reports progress on stderr while paging the
- * weights in. On success the caller owns *out (weights_free). Errors name the file and tensor. */
-int weights_load(const struct model_config *cfg, const char *model_dir, bool show_progress,
-                 struct model_weights **out, struct ms_err *err);
+/* Maps model.safetensors or the shards listed in model.safetensors.index.json and validates
+ * every tensor against cfg; reads no weight data. On success the caller owns *out
+ * (weights_free). Errors name the file and tensor. */
+int weights_load(const struct model_config *cfg, const char *model_dir, struct model_weights **out,
+                 struct ms_err *err);
+
+/* Touches every mapped page so the first request does not wait for the disk (a real
+ * Qwen3-30B-A3B is 61 GB: minutes from a cold disk), with progress on stderr: a rewritten line
+ * when `show_progress` (a terminal), else a log line per 10% of a load of 4 GB or more. */
+void weights_page_in(const struct model_weights *w, bool show_progress);
 
 /* Replaces every matmul weight (attention, experts, dense MLPs, lm_head; not the router, the
  * embedding or the norms) whose rows are a multiple of 32 long by a Q8_0 copy in one owned
