@@ -293,6 +293,21 @@ static void tensor_pages(const struct tensor *t, char **start, size_t *len)
     *len = b - a;
 }
 
+/* Maps back in what stays in the file's dtype and is read every step (the embedding rows, the
+ * routers): a decode step would otherwise fault on each new token's embedding row. */
+static void prefault_kept(struct model_weights *w)
+{
+    char *start;
+    size_t len;
+    tensor_pages(&w->embed, &start, &len);
+    prefault(start, len);
+    for (int l = 0; l < w->num_layers; l++) {
+        if (!w->layers[l].sparse) continue;
+        tensor_pages(&w->layers[l].router, &start, &len);
+        prefault(start, len);
+    }
+}
+
 /* Runs the plan's tasks a group of tensors (about 256 MB of source) at a time: the group's
  * pages are asked for ahead (a cold disk), and once quantized they leave the process, so the
  * peak resident memory is the Q8_0 arena plus one group, not the arena plus the whole
@@ -410,6 +425,7 @@ int weights_quantize(struct model_weights *w, enum tensor_dtype to, int threads,
     }
     fprintf(stderr, "moeserve: quantized %d tensors to Q8_0 (%.2f GB) in %.2f s\n", n, bytes / 1e9, ms_now() - t0);
     for (int i = 0; i < w->n_files; i++) madvise(w->files[i]->map, w->files[i]->size, MADV_DONTNEED);
+    prefault_kept(w);
 out:
     tp_destroy(q.tp);
     free(q.t);
