@@ -8,7 +8,12 @@
  * submit to its final event (prompt tokens / s). Decode at batch B: B requests with distinct
  * 16-token prompts and ignore_eos, started together; throughput counts the tokens produced after
  * every request has its first token, until all finish (aggregate tok/s), and the time per engine
- * step. Peak RSS from getrusage. Prints a Markdown table. */
+ * step. Peak RSS from getrusage.
+ *
+ * Each figure comes with its bandwidth bound: the machine's read bandwidth is measured first
+ * (as bench_kernels does), the engine counts the weight bytes its matmuls stream (each active
+ * expert once a step), and the bound is the tokens of the window over the time those bytes take
+ * at that bandwidth. Prints Markdown: the results, then the time per step by phase. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +22,7 @@
 
 #include "cli/engine_opts.h"
 #include "engine/engine.h"
+#include "bench/bench_util.h"
 
 static uint64_t seed_state = 12345;
 static int32_t random_id(void)
@@ -67,13 +73,26 @@ static void submit(struct engine *e, struct req *r, int n_prompt, int max_tokens
     }
 }
 
-/* Waits for events on every request; returns when all are done. t_all_first gets the time when
- * the last request received its first token, tokens_after the tokens produced after that. */
-static void wait_all(struct engine *e, struct req *rs, int n, double *t_all_first, long *tokens_after,
-                     struct engine_stats *at_first)
+/* The engine's counters once they include every token received so far (the engine pushes a
+ * step's tokens before it publishes the step's counters) and, when `idle`, once nothing runs. */
+static void settled_stats(struct engine *e, uint64_t tokens_received, bool idle, struct engine_stats *out)
+{
+    double give_up = ms_now() + 2.0;
+    do {
+        engine_get_stats(e, out);
+        if (out->generation_tokens >= tokens_received && (!idle || (!out->running && !out->waiting))) return;
+        usleep(50);
+    } while (ms_now() < give_up);
+}
+
+/* Waits for events on every request; returns when all are done. The window starts when every
+ * request has its first token: *first gets the counters then and *t_first the time; *last and
+ * *t_last the same at the end. */
+static void wait_all(struct engine *e, struct req *rs, int n, double *t_first, struct engine_stats *first,
+                     double *t_last, struct engine_stats *last)
 {
     int have_first = 0, done = 0;
-    *tokens_after = 0;
+    uint64_t received = 0;
     while (done < n) {
         for (int i = 0; i < n; i++) {
             struct stream_event ev;
@@ -81,52 +100,93 @@ static void wait_all(struct engine *e, struct req *rs, int n, double *t_all_firs
                 if (ev.finish != FINISH_NONE) {
                     rs[i].done = true;
                     done++;
+                    *t_last = ms_now();
                     if (ev.finish == FINISH_ERROR) fprintf(stderr, "bench: request failed: %s\n", ev.error);
                     continue;
                 }
-                if (have_first == n) (*tokens_after)++;
+                received++;
                 if (rs[i].produced++ == 0 && ++have_first == n) {
-                    *t_all_first = ms_now();
-                    engine_get_stats(e, at_first);
+                    settled_stats(e, received, false, first);
+                    *t_first = ms_now();
                 }
             }
         }
     }
+    settled_stats(e, received, true, last);
     for (int i = 0; i < n; i++) stream_release(rs[i].stream);
 }
 
-/* Where the steps' time went: every forward phase, sampling, and the rest of the step
- * (scheduling, batch building), in ms per step and as a share of the step. */
 /* st minus the snapshot `since` (zeroed: the whole run) */
 static void stats_sub(struct engine_stats *st, const struct engine_stats *since)
 {
     for (int p = 0; p < MODEL_PHASE_COUNT; p++) st->forward.seconds[p] -= since->forward.seconds[p];
     st->forward.forwards -= since->forward.forwards;
     st->forward.tokens -= since->forward.tokens;
+    st->forward.weight_bytes -= since->forward.weight_bytes;
     st->steps -= since->steps;
+    st->generation_tokens -= since->generation_tokens;
     st->step_seconds -= since->step_seconds;
     st->sample_seconds -= since->sample_seconds;
 }
 
-static void print_profile(struct engine *e, const struct engine_stats *since, const char *label)
-{
+/* Profiles are kept and printed after the results table. */
+struct profile {
+    char label[64];
     struct engine_stats st;
-    engine_get_stats(e, &st);
-    stats_sub(&st, since);
-    if (!st.steps || st.step_seconds <= 0) return;
-    double per = 1000.0 / (double)st.steps, fwd = 0;
-    fprintf(stderr, "\nprofile (%s): %llu steps, %.2f ms/step, %.1f tokens/forward\n", label,
-            (unsigned long long)st.steps, st.step_seconds * per,
-            (double)st.forward.tokens / (double)(st.forward.forwards ? st.forward.forwards : 1));
-    for (int p = 0; p < MODEL_PHASE_COUNT; p++) {
-        fwd += st.forward.seconds[p];
-        fprintf(stderr, "  %-28s %8.3f ms %5.1f%%\n", model_phase_name((enum model_phase)p),
-                st.forward.seconds[p] * per, 100 * st.forward.seconds[p] / st.step_seconds);
+};
+static struct profile profiles[16];
+static int n_profiles;
+
+/* One results row: `tokens` produced in `seconds`, with the engine's counters over the same
+ * window (st); the bound is those tokens' share of the bandwidth: the window's weight bytes
+ * read at `bw` GB/s. */
+static void result_row(const char *measure, int batch, long tokens, double seconds, const struct engine_stats *st,
+                       double bw)
+{
+    double gb = st->forward.weight_bytes / 1e9, bound = gb > 0 ? tokens / (gb / bw) : 0;
+    double steps = st->steps ? (double)st->steps : 1;
+    printf("| %s | %d | %ld | %.2f | %.1f | %.1f | %.3f | %.1f | %.0f%% |\n", measure, batch, tokens, seconds,
+           tokens / seconds, seconds * 1000 / steps, gb / steps, bound, bound > 0 ? 100 * tokens / seconds / bound : 0);
+    fflush(stdout);
+}
+
+static void keep_profile(const struct engine_stats *end, const struct engine_stats *since, const char *label)
+{
+    if (n_profiles == (int)(sizeof profiles / sizeof profiles[0])) n_profiles--; /* keep the latest */
+    snprintf(profiles[n_profiles].label, sizeof profiles[n_profiles].label, "%s", label);
+    profiles[n_profiles].st = *end;
+    stats_sub(&profiles[n_profiles++].st, since);
+}
+
+/* Where the steps' time went: every forward phase, sampling, and the rest of the step
+ * (scheduling, batch building), in ms per step, one column per measure. */
+static void print_profiles(void)
+{
+    if (!n_profiles) return;
+    printf("\nms per step by phase (share of the step):\n\n| phase |");
+    for (int i = 0; i < n_profiles; i++) printf(" %s |", profiles[i].label);
+    printf("\n| --- |");
+    for (int i = 0; i < n_profiles; i++) printf(" --- |");
+    printf("\n");
+    for (int p = 0; p <= MODEL_PHASE_COUNT + 1; p++) {
+        printf("| %s |", p < MODEL_PHASE_COUNT ? model_phase_name((enum model_phase)p)
+                         : p == MODEL_PHASE_COUNT ? "sampling + streaming" : "scheduling, batch building");
+        for (int i = 0; i < n_profiles; i++) {
+            const struct engine_stats *st = &profiles[i].st;
+            double v = 0, fwd = 0;
+            for (int q = 0; q < MODEL_PHASE_COUNT; q++) fwd += st->forward.seconds[q];
+            if (p < MODEL_PHASE_COUNT) v = st->forward.seconds[p];
+            else if (p == MODEL_PHASE_COUNT) v = st->sample_seconds;
+            else v = st->step_seconds - fwd - st->sample_seconds;
+            double steps = st->steps ? (double)st->steps : 1;
+            printf(" %.2f (%.0f%%) |", v * 1000 / steps, st->step_seconds > 0 ? 100 * v / st->step_seconds : 0);
+        }
+        printf("\n");
     }
-    double rest = st.step_seconds - fwd - st.sample_seconds;
-    fprintf(stderr, "  %-28s %8.3f ms %5.1f%%\n", "sampling + streaming", st.sample_seconds * per,
-            100 * st.sample_seconds / st.step_seconds);
-    fprintf(stderr, "  %-28s %8.3f ms %5.1f%%\n", "scheduling, batch building", rest * per, 100 * rest / st.step_seconds);
+    printf("| whole step |");
+    for (int i = 0; i < n_profiles; i++)
+        printf(" %.2f |", profiles[i].st.step_seconds * 1000 / (profiles[i].st.steps ? (double)profiles[i].st.steps : 1));
+    printf("\n");
 }
 
 static double peak_rss_gb(void)
@@ -167,19 +227,25 @@ int main(int argc, char **argv)
     fprintf(stderr, "bench: loaded in %.2f s%s%s\n", ms_now() - t_load, model_is_quantized(m) ? " (quantized to Q8_0)" : "",
             m->bf16_activations ? " (bf16 activations)" : "");
     static struct req rs[64];
-    printf("| measure | batch | tokens | seconds | tok/s | ms/step |\n| --- | --- | --- | --- | --- | --- |\n");
+    struct ms_err bw_err = {{0}};
+    struct threadpool *bw_tp = tp_create(base.threads, 0, &bw_err);
+    double bw = bw_tp ? bench_read_bandwidth(bw_tp, 1u << 30, 5) : 0;
+    tp_destroy(bw_tp);
+    printf("%s, %d threads, read bandwidth %.1f GB/s (1 GiB, best of 5, this run)\n\n",
+           model_is_quantized(m) ? "Q8_0 (quantized at load)" : "weights as stored", base.threads, bw);
+    printf("| measure | batch | tokens | seconds | tok/s | ms/step | GB weights/step | bandwidth bound tok/s | of bound |\n"
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 
     struct engine *e = make(m, base, 1, prompt_len);
     for (int i = 0; i < prompt_len; i++) rs[0].prompt[i] = random_id();
-    double t0 = ms_now(), t_first;
-    long after;
-    struct engine_stats none = {0}, at_first;
+    double t0 = ms_now(), t_first, t_last;
+    struct engine_stats none = {0}, first, last;
     submit(e, &rs[0], prompt_len, 1);
-    wait_all(e, rs, 1, &t_first, &after, &at_first);
-    double dt = ms_now() - t0;
-    printf("| prefill | 1 | %d | %.2f | %.1f | %.0f |\n", prompt_len, dt, prompt_len / dt, dt * 1000);
-    fflush(stdout);
-    print_profile(e, &none, "prefill");
+    wait_all(e, rs, 1, &t_first, &first, &t_last, &last);
+    char label[64];
+    snprintf(label, sizeof label, "prefill %d", prompt_len);
+    keep_profile(&last, &none, label);
+    result_row("prefill", 1, prompt_len, t_last - t0, &profiles[n_profiles - 1].st, bw);
     engine_destroy(e);
 
     for (char *tok = strtok(batches, ","); tok; tok = strtok(NULL, ",")) {
@@ -190,18 +256,15 @@ int main(int argc, char **argv)
             for (int k = 0; k < 16; k++) rs[i].prompt[k] = random_id();
             submit(e, &rs[i], 16, decode_tokens + 1);
         }
-        wait_all(e, rs, b, &t_first, &after, &at_first);
-        double t_end = ms_now();
+        wait_all(e, rs, b, &t_first, &first, &t_last, &last);
         /* decode steps after all first tokens: each produced one token per running request */
-        double dec = t_end - t_first;
-        printf("| decode | %d | %ld | %.2f | %.1f | %.0f |\n", b, after, dec, after / dec,
-               dec * 1000 / decode_tokens);
-        fflush(stdout);
-        char label[64];
-        snprintf(label, sizeof label, "decode, batch %d, after every first token", b);
-        print_profile(e, &at_first, label);
+        snprintf(label, sizeof label, "decode B=%d", b);
+        keep_profile(&last, &first, label);
+        result_row("decode", b, (long)(last.generation_tokens - first.generation_tokens), t_last - t_first,
+                   &profiles[n_profiles - 1].st, bw);
         engine_destroy(e);
     }
+    print_profiles();
     printf("\npeak RSS %.2f GB (weights mapped: %.2f GB)\n", peak_rss_gb(), m->weights->mapped_bytes / 1e9);
     model_free(m);
     return 0;

@@ -12,44 +12,7 @@
 #include "engine/kernels.h"
 #include "engine/quant.h"
 #include "engine/threadpool.h"
-
-struct sum_job {
-    const uint64_t *p;
-    size_t n_per_task;
-    uint64_t out[64];
-};
-
-__attribute__((target("avx2"))) static void sum_task(void *ctx, int task, int thread)
-{
-    struct sum_job *j = ctx;
-    const __m256i *p = (const __m256i *)(j->p + (size_t)task * j->n_per_task);
-    __m256i a = _mm256_setzero_si256(), b = a, c = a, d = a;
-    for (size_t i = 0; i < j->n_per_task / 4; i += 4) {
-        a = _mm256_add_epi64(a, _mm256_load_si256(p + i));
-        b = _mm256_add_epi64(b, _mm256_load_si256(p + i + 1));
-        c = _mm256_add_epi64(c, _mm256_load_si256(p + i + 2));
-        d = _mm256_add_epi64(d, _mm256_load_si256(p + i + 3));
-    }
-    a = _mm256_add_epi64(_mm256_add_epi64(a, b), _mm256_add_epi64(c, d));
-    j->out[thread] += (uint64_t)_mm256_extract_epi64(a, 0);
-}
-
-static double read_bandwidth(struct threadpool *tp, size_t bytes, int reps)
-{
-    uint64_t *p = aligned_alloc(64, bytes);
-    memset(p, 1, bytes);
-    struct sum_job j = {p, (1u << 20) / 8, {0}};
-    int tasks = (int)(bytes / (1u << 20));
-    double best = 1e9;
-    for (int r = 0; r < reps; r++) {
-        double t0 = ms_now();
-        tp_run(tp, tasks, sum_task, &j);
-        double dt = ms_now() - t0;
-        best = dt < best ? dt : best;
-    }
-    free(p);
-    return (double)tasks * (1u << 20) / best / 1e9;
-}
+#include "bench/bench_util.h"
 
 /* Weights with realistic magnitudes (normal floats near 0.02; no denormals, which are slow). */
 static struct tensor make(enum tensor_dtype dt, int out, int in)
@@ -90,7 +53,7 @@ int main(int argc, char **argv)
     struct ms_err err = {{0}};
     struct threadpool *tp = tp_create(threads, kern_scratch_floats(8192), &err);
     printf("threads %d, best ISA %s, read bandwidth %.1f GB/s (1 GiB, best of %d)\n\n", threads,
-           kern_isa_name(kern_isa_best()), read_bandwidth(tp, 1u << 30, reps), reps);
+           kern_isa_name(kern_isa_best()), bench_read_bandwidth(tp, 1u << 30, reps), reps);
     static const struct {
         const char *what;
         int out, in, n;

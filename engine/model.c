@@ -152,9 +152,9 @@ struct model_scratch {
 const char *model_phase_name(enum model_phase phase)
 {
     static const char *const names[MODEL_PHASE_COUNT] = {
-        "embed", "norm + residual", "quantize activations", "q/k/v projections", "qk-norm + rope + kv write",
-        "attention", "o projection", "router + top-k", "moe grouping", "experts gate/up", "swiglu",
-        "experts down", "moe combine", "lm_head"};
+        "embed", "norm_residual", "quantize_activations", "qkv_proj", "qk_norm_rope_kv_write", "attention",
+        "o_proj", "router_topk", "moe_grouping", "experts_gate_up", "swiglu", "experts_down", "moe_combine",
+        "lm_head"};
     return phase < MODEL_PHASE_COUNT ? names[phase] : "?";
 }
 
@@ -264,6 +264,14 @@ static struct act_input prepare_input(const struct model *m, struct model_scratc
     return a;
 }
 
+/* Runs s->mm[0, count) together, counting the weight bytes they stream. */
+static void run_matmuls(struct model_scratch *s, struct threadpool *tp, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (s->mm[i].n > 0) s->prof.weight_bytes += (uint64_t)s->mm[i].w->shape[0] * tensor_row_bytes(s->mm[i].w);
+    kern_matmul_many(tp, s->mm, count);
+}
+
 /* The matmul of rows [off, off + n) of a prepared input with w into y (row stride ldy). */
 static struct kern_mm mm_rows(const struct tensor *w, struct act_input a, int off, int n, float *y, int ldy)
 {
@@ -276,7 +284,7 @@ static void matmul(const struct model *m, struct model_scratch *s, struct thread
                    const float *x, int n, float *y, int ldy)
 {
     s->mm[0] = mm_rows(w, prepare_input(m, s, tp, w, x, n), 0, n, y, ldy);
-    kern_matmul_many(tp, s->mm, 1);
+    run_matmuls(s, tp, 1);
 }
 
 struct attn_job {
@@ -339,7 +347,7 @@ static void attention(const struct model *m, struct model_scratch *s, struct kv_
     s->mm[0] = mm_rows(&L->q, a, 0, n, s->q, qd);
     s->mm[1] = mm_rows(&L->k, a, 0, n, s->k, kvd);
     s->mm[2] = mm_rows(&L->v, a, 0, n, s->v, kvd);
-    kern_matmul_many(tp, s->mm, 3);
+    run_matmuls(s, tp, 3);
     prof_end(s, MODEL_PHASE_QKV);
     float eps = (float)c->rms_norm_eps;
     for (int t = 0; t < n; t++) {
@@ -378,13 +386,13 @@ static void experts_mlp(const struct model *m, struct model_scratch *s, struct t
         s->mm[2 * i] = mm_rows(&w[i]->gate, a, off[i], n[i], s->gate + (size_t)off[i] * inter, inter);
         s->mm[2 * i + 1] = mm_rows(&w[i]->up, a, off[i], n[i], s->up + (size_t)off[i] * inter, inter);
     }
-    kern_matmul_many(tp, s->mm, 2 * count);
+    run_matmuls(s, tp, 2 * count);
     prof_end(s, MODEL_PHASE_GATE_UP);
     kern_swiglu(s->gate, s->up, rows * inter);
     prof_end(s, MODEL_PHASE_SWIGLU);
     a = prepare_input(m, s, tp, &w[0]->down, s->gate, rows);
     for (int i = 0; i < count; i++) s->mm[i] = mm_rows(&w[i]->down, a, off[i], n[i], out + (size_t)off[i] * h, h);
-    kern_matmul_many(tp, s->mm, count);
+    run_matmuls(s, tp, count);
     prof_end(s, MODEL_PHASE_DOWN);
 }
 
@@ -394,7 +402,9 @@ static void route(const struct model *m, struct model_scratch *s, struct threadp
 {
     const struct model_config *c = &m->cfg;
     int E = c->num_experts, K = c->num_experts_per_tok;
-    kern_matmul(tp, &m->weights->layers[l].router, s->xn, n, s->router, E); /* routing stays in float */
+    const struct tensor *router = &m->weights->layers[l].router;
+    kern_matmul(tp, router, s->xn, n, s->router, E); /* routing stays in float */
+    s->prof.weight_bytes += (uint64_t)router->shape[0] * tensor_row_bytes(router);
     for (int t = 0; t < n; t++) {
         float *p = s->router + (size_t)t * E;
         kern_softmax(p, E);

@@ -94,6 +94,7 @@ enum model_phase {
 struct model_profile {
     double seconds[MODEL_PHASE_COUNT];
     uint64_t forwards, tokens, logit_rows;
+    uint64_t weight_bytes; /* of the weights the matmuls read (each active expert once a forward) */
 };
 
 const char *model_phase_name(enum model_phase phase);

@@ -135,6 +135,18 @@ int metrics_render(struct metrics *m, const struct engine_stats *st, struct sbuf
     metric_value(o, m, "generation_tokens_total", "counter", "Number of generation tokens processed.",
                  (double)st->generation_tokens);
     metric_value(o, m, "engine_alive", "gauge", "1 while the engine thread runs.", st->alive ? 1 : 0);
+    metric_value(o, m, "engine_steps_total", "counter", "Engine steps (one forward each).", (double)st->steps);
+    metric_value(o, m, "engine_step_seconds_total", "counter",
+                 "Time in engine steps: scheduling, forward, sampling.", st->step_seconds);
+    metric_value(o, m, "engine_sample_seconds_total", "counter", "Time picking and streaming tokens.",
+                 st->sample_seconds);
+    metric_value(o, m, "weight_bytes_read_total", "counter",
+                 "Bytes of weights the forwards' matmuls streamed (each active expert once a step).",
+                 (double)st->forward.weight_bytes);
+    metric_head(o, "forward_phase_seconds_total", "counter", "Time in each phase of the forward pass.");
+    for (int p = 0; p < MODEL_PHASE_COUNT; p++)
+        sbuf_printf(o, "moeserve:forward_phase_seconds_total{phase=\"%s\",model_name=\"%s\"} %.9g\n",
+                    model_phase_name((enum model_phase)p), m->model, st->forward.seconds[p]);
 
     pthread_mutex_lock(&m->lock);
     metric_head(o, "request_success_total", "counter", "Count of successfully processed requests.");
