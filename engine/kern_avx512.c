@@ -9,6 +9,7 @@
 #include "engine/kern_internal.h"
 
 #include <immintrin.h>
+#include <math.h>
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
@@ -286,40 +287,123 @@ TARGET void kern__range_avx512(const struct kern_range *g)
     }
 }
 
-/* ---- attention: one accumulator per head over hd in chunks of 16 (masked tail) */
+/* ---- attention over n consecutive cache rows of one KV head */
 
-TARGET void kern__gqa_scores_avx512(const float *q, int G, int hd, const float *k, float scale, float *s, int ld)
+/* The sums of a0..a3's 16 lanes, in lanes 0..3. Each vector's lanes are added in one fixed
+ * tree (within 128-bit lanes, then across them), whatever the other three hold. */
+INLINE __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
 {
-    for (int g = 0; g < G; g++) {
-        const float *qg = q + (size_t)g * hd;
-        __m512 acc = _mm512_setzero_ps();
-        int i = 0;
-        for (; i + 16 <= hd; i += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qg + i), _mm512_loadu_ps(k + i), acc);
-        if (i < hd) {
-            __mmask16 m = (__mmask16)((1u << (hd - i)) - 1);
-            acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, qg + i), _mm512_maskz_loadu_ps(m, k + i), acc);
+    __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    __m512 u = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t0), _mm512_castps_pd(t1))));
+    __m512 v = _mm512_add_ps(u, _mm512_shuffle_f32x4(u, u, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm512_castps512_ps128(v);
+}
+
+/* Scores of one query head against up to 4 rows (m of them; the others count as zero rows). */
+INLINE void scores4(const float *qg, int hd, const float *k, size_t ldk, int m, float scale, float *s)
+{
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    int d = 0;
+    for (; d + 16 <= hd; d += 16) {
+        __m512 qv = _mm512_loadu_ps(qg + d);
+        for (int j = 0; j < m; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k + j * ldk + d), acc[j]);
+    }
+    if (d < hd) {
+        __mmask16 mask = (__mmask16)((1u << (hd - d)) - 1);
+        __m512 qv = _mm512_maskz_loadu_ps(mask, qg + d);
+        for (int j = 0; j < m; j++)
+            acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mask, k + j * ldk + d), acc[j]);
+    }
+    float out[4];
+    _mm_storeu_ps(out, _mm_mul_ps(reduce4(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(scale)));
+    for (int j = 0; j < m; j++) s[j] = out[j];
+}
+
+TARGET void kern__gqa_scores_avx512(const float *q, int G, int hd, const float *k, size_t ldk, int n, float scale,
+                                    float *s, int ld)
+{
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < n; i += 4)
+            scores4(q + (size_t)g * hd, hd, k + (size_t)i * ldk, ldk, n - i < 4 ? n - i : 4, scale,
+                    s + (size_t)g * ld + i);
+}
+
+/* out[g] += w[g][i] * v_i in row order, 16 dimensions at a time for up to 8 heads, the
+ * accumulators kept in registers across the rows. */
+TARGET void kern__gqa_acc_avx512(float *out, int G, int hd, const float *v, size_t ldv, int n, const float *w, int ld)
+{
+    for (int d = 0; d < hd; d += 16) {
+        __mmask16 mask = hd - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hd - d)) - 1);
+        for (int g0 = 0; g0 < G; g0 += 8) {
+            int gn = G - g0 < 8 ? G - g0 : 8;
+            __m512 acc[8];
+            for (int g = 0; g < gn; g++) acc[g] = _mm512_maskz_loadu_ps(mask, out + (size_t)(g0 + g) * hd + d);
+            for (int i = 0; i < n; i++) {
+                __m512 vv = _mm512_maskz_loadu_ps(mask, v + (size_t)i * ldv + d);
+                for (int g = 0; g < gn; g++)
+                    acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(w[(size_t)(g0 + g) * ld + i]), vv, acc[g]);
+            }
+            for (int g = 0; g < gn; g++) _mm512_mask_storeu_ps(out + (size_t)(g0 + g) * hd + d, mask, acc[g]);
         }
-        s[(size_t)g * ld] = _mm512_reduce_add_ps(acc) * scale;
     }
 }
 
-TARGET void kern__gqa_acc_avx512(float *out, int G, int hd, const float *v, const float *w, int ld)
+/* ---- exp for softmax and SiLU: 2^k * p(r) with x = k ln2 + r, |r| <= ln2 / 2, p a degree-7
+ * Taylor polynomial (relative error below 2e-7 on that interval); scalef gives 0 and infinity
+ * where 2^k leaves the float range, so no clamping is needed. */
+INLINE __m512 exp16(__m512 x)
 {
+    /* beyond +-104 the result is 0 or infinity anyway; clamped so that infinities do not become
+     * inf - inf below. NaN passes through (min/max return their second operand on NaN). */
+    x = _mm512_min_ps(_mm512_set1_ps(104.0f), _mm512_max_ps(_mm512_set1_ps(-104.0f), x));
+    const __m512 log2e = _mm512_set1_ps(1.44269504088896341f), ln2_hi = _mm512_set1_ps(0.693359375f),
+                 ln2_lo = _mm512_set1_ps(-2.12194440e-4f);
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, ln2_hi, x);
+    r = _mm512_fnmadd_ps(k, ln2_lo, r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, k);
+}
+
+TARGET void kern__softmax_avx512(float *x, int n)
+{
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
     int i = 0;
-    for (; i + 16 <= hd; i += 16) {
-        __m512 vv = _mm512_loadu_ps(v + i);
-        for (int g = 0; g < G; g++) {
-            float *o = out + (size_t)g * hd + i;
-            _mm512_storeu_ps(o, _mm512_fmadd_ps(_mm512_set1_ps(w[(size_t)g * ld]), vv, _mm512_loadu_ps(o)));
-        }
+    for (; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(x + i));
+    float max = _mm512_reduce_max_ps(vmax);
+    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    __m512 vm = _mm512_set1_ps(max), sum = _mm512_setzero_ps();
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mask = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, x + i), vm));
+        _mm512_mask_storeu_ps(x + i, mask, e);
+        sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mask, e));
     }
-    if (i < hd) {
-        __mmask16 m = (__mmask16)((1u << (hd - i)) - 1);
-        __m512 vv = _mm512_maskz_loadu_ps(m, v + i);
-        for (int g = 0; g < G; g++) {
-            float *o = out + (size_t)g * hd + i;
-            _mm512_mask_storeu_ps(o, m, _mm512_fmadd_ps(_mm512_set1_ps(w[(size_t)g * ld]), vv, _mm512_maskz_loadu_ps(m, o)));
-        }
+    __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (i = 0; i < n; i += 16) {
+        __mmask16 mask = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), inv));
+    }
+}
+
+TARGET void kern__swiglu_avx512(float *gate, const float *up, size_t n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 mask = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 g = _mm512_maskz_loadu_ps(mask, gate + i);
+        __m512 silu = _mm512_div_ps(g, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+        _mm512_mask_storeu_ps(gate + i, mask, _mm512_mul_ps(silu, _mm512_maskz_loadu_ps(mask, up + i)));
     }
 }
 

@@ -28,10 +28,15 @@ void kern__range_avx2(const struct kern_range *r);
 void kern__quant_act_avx512(const float *x, struct q8_act_block *out, int n);
 void kern__quant_w_avx512(const void *w, enum tensor_dtype dt, struct q8_0_block *out, int n);
 
-/* kern_gqa_scores / kern_gqa_acc per ISA */
-void kern__gqa_scores_avx512(const float *q, int G, int hd, const float *k, float scale, float *s, int ld);
-void kern__gqa_acc_avx512(float *out, int G, int hd, const float *v, const float *w, int ld);
+/* kern_gqa_scores / kern_gqa_acc per ISA; the AVX2 ones take a single row */
+void kern__gqa_scores_avx512(const float *q, int G, int hd, const float *k, size_t ldk, int n, float scale,
+                             float *s, int ld);
+void kern__gqa_acc_avx512(float *out, int G, int hd, const float *v, size_t ldv, int n, const float *w, int ld);
 void kern__gqa_scores_avx2(const float *q, int G, int hd, const float *k, float scale, float *s, int ld);
 void kern__gqa_acc_avx2(float *out, int G, int hd, const float *v, const float *w, int ld);
+
+/* kern_softmax_isa / kern_swiglu with the AVX-512 exp */
+void kern__softmax_avx512(float *x, int n);
+void kern__swiglu_avx512(float *gate, const float *up, size_t n);
 
 #endif

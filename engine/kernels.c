@@ -240,26 +240,39 @@ void kern_matmul(struct threadpool *tp, const struct tensor *w, const float *x, 
     kern_matmul_isa(tp, kern_isa_best(), w, x, NULL, n, y, ldy);
 }
 
-void kern_gqa_scores(enum kern_isa isa, const float *q, int G, int hd, const float *k, float scale, float *s,
-                     int ld)
+void kern_gqa_scores(enum kern_isa isa, const float *q, int G, int hd, const float *k, size_t ldk, int n, float scale,
+                     float *s, int ld)
 {
-    switch (isa) {
-    case KERN_ISA_AVX512: kern__gqa_scores_avx512(q, G, hd, k, scale, s, ld); return;
-    case KERN_ISA_AVX2: kern__gqa_scores_avx2(q, G, hd, k, scale, s, ld); return;
-    case KERN_ISA_PORTABLE: break;
+    if (isa == KERN_ISA_AVX512) {
+        kern__gqa_scores_avx512(q, G, hd, k, ldk, n, scale, s, ld);
+        return;
     }
-    for (int g = 0; g < G; g++) s[(size_t)g * ld] = kern_dot(q + (size_t)g * hd, k, hd) * scale;
+    for (int i = 0; i < n; i++) {
+        const float *ki = k + (size_t)i * ldk;
+        if (isa == KERN_ISA_AVX2) {
+            kern__gqa_scores_avx2(q, G, hd, ki, scale, s + i, ld);
+            continue;
+        }
+        for (int g = 0; g < G; g++) s[(size_t)g * ld + i] = kern_dot(q + (size_t)g * hd, ki, hd) * scale;
+    }
 }
 
-void kern_gqa_acc(enum kern_isa isa, float *out, int G, int hd, const float *v, const float *w, int ld)
+void kern_gqa_acc(enum kern_isa isa, float *out, int G, int hd, const float *v, size_t ldv, int n, const float *w,
+                  int ld)
 {
-    switch (isa) {
-    case KERN_ISA_AVX512: kern__gqa_acc_avx512(out, G, hd, v, w, ld); return;
-    case KERN_ISA_AVX2: kern__gqa_acc_avx2(out, G, hd, v, w, ld); return;
-    case KERN_ISA_PORTABLE: break;
+    if (isa == KERN_ISA_AVX512) {
+        kern__gqa_acc_avx512(out, G, hd, v, ldv, n, w, ld);
+        return;
     }
-    for (int g = 0; g < G; g++)
-        for (int i = 0; i < hd; i++) out[(size_t)g * hd + i] += w[(size_t)g * ld] * v[i];
+    for (int i = 0; i < n; i++) {
+        const float *vi = v + (size_t)i * ldv;
+        if (isa == KERN_ISA_AVX2) {
+            kern__gqa_acc_avx2(out, G, hd, vi, w + i, ld);
+            continue;
+        }
+        for (int g = 0; g < G; g++)
+            for (int d = 0; d < hd; d++) out[(size_t)g * hd + d] += w[(size_t)g * ld + i] * vi[d];
+    }
 }
 
 void kern_rmsnorm(float *out, const float *x, const float *weight, int dim, float eps)
@@ -280,6 +293,12 @@ void kern_rope(float *x, int dim, const float *cos_t, const float *sin_t)
     }
 }
 
+void kern_softmax_isa(enum kern_isa isa, float *x, int n)
+{
+    if (isa == KERN_ISA_AVX512) kern__softmax_avx512(x, n);
+    else kern_softmax(x, n);
+}
+
 void kern_softmax(float *x, int n)
 {
     float max = x[0];
@@ -293,7 +312,11 @@ void kern_softmax(float *x, int n)
     for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
-void kern_swiglu(float *gate, const float *up, int n)
+void kern_swiglu(enum kern_isa isa, float *gate, const float *up, size_t n)
 {
-    for (int i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+    if (isa == KERN_ISA_AVX512) {
+        kern__swiglu_avx512(gate, up, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) gate[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }

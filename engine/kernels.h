@@ -82,12 +82,14 @@ void kern_matmul_isa(struct threadpool *tp, enum kern_isa isa, const struct tens
 void kern_matmul_dpbf16(struct threadpool *tp, const struct tensor *w, const float *x, const uint16_t *xb, int n,
                         float *y, int ldy);
 
-/* Grouped-query attention helpers, for the G query heads [G, hd] that share one K/V head:
- * s[g * ld] = scale * (q[g] . k) and out[g] += w[g * ld] * v, for one position. Each (head,
- * position) pair is computed the same way whatever G is. Compute threads. */
-void kern_gqa_scores(enum kern_isa isa, const float *q, int G, int hd, const float *k, float scale, float *s,
-                     int ld);
-void kern_gqa_acc(enum kern_isa isa, float *out, int G, int hd, const float *v, const float *w, int ld);
+/* Grouped-query attention over n consecutive cache rows of one KV head (rows ldk / ldv floats
+ * apart), for the G query heads [G, hd] that share it: s[g * ld + i] = scale * (q[g] . k_i),
+ * and out[g] += sum_i w[g * ld + i] * v_i accumulated in row order. Each (head, row) score is
+ * reduced the same way whatever n is and whichever rows come with it. Compute threads. */
+void kern_gqa_scores(enum kern_isa isa, const float *q, int G, int hd, const float *k, size_t ldk, int n, float scale,
+                     float *s, int ld);
+void kern_gqa_acc(enum kern_isa isa, float *out, int G, int hd, const float *v, size_t ldv, int n, const float *w,
+                  int ld);
 
 /* out[i] = x[i] / sqrt(mean(x^2) + eps) * weight[i] over `dim` values; out may equal x. */
 void kern_rmsnorm(float *out, const float *x, const float *weight, int dim, float eps);
@@ -95,12 +97,14 @@ void kern_rmsnorm(float *out, const float *x, const float *weight, int dim, floa
 /* Rotates one head in place with the rotate-half layout (x[i], x[i + dim/2] form a pair). */
 void kern_rope(float *x, int dim, const float *cos_t, const float *sin_t);
 
-/* In-place softmax over n values. */
+/* In-place softmax over n values: libm's expf and a double sum (the router's, exact to the
+ * reference); kern_softmax_isa uses a vectorised exp on AVX-512 (relative error < 2e-7). */
 void kern_softmax(float *x, int n);
+void kern_softmax_isa(enum kern_isa isa, float *x, int n);
 
 float kern_dot(const float *a, const float *b, int n);
 
-/* gate[i] = silu(gate[i]) * up[i] */
-void kern_swiglu(float *gate, const float *up, int n);
+/* gate[i] = silu(gate[i]) * up[i]; vectorised exp on AVX-512 */
+void kern_swiglu(enum kern_isa isa, float *gate, const float *up, size_t n);
 
 #endif

@@ -9,6 +9,10 @@
 #include "engine/kv_cache.h"
 #include "engine/quant.h"
 
+/* Attention reads the cache in runs of at most this many rows (within one block), converted
+ * to float32 in per-thread scratch when stored as 16-bit. */
+#define KV_CHUNK_ROWS 64
+
 /* ---------------------------------------------------------------------------------------------
  * Loading */
 
@@ -179,8 +183,9 @@ size_t model_scratch_floats(const struct model *m, int max_ctx)
     if ((size_t)c->intermediate_size > widest) widest = (size_t)c->intermediate_size;
     if ((size_t)c->moe_intermediate_size > widest) widest = (size_t)c->moe_intermediate_size;
     size_t need = kern_scratch_floats((int)widest);
-    /* attention: scores of one KV head's query heads, and one K or V row */
-    size_t attn = (size_t)(c->num_heads / c->num_kv_heads) * (size_t)max_ctx + (size_t)c->head_dim;
+    /* attention: scores of one KV head's query heads, and one cache block of K or V rows */
+    size_t attn = (size_t)(c->num_heads / c->num_kv_heads) * (size_t)max_ctx +
+                  (size_t)KV_CHUNK_ROWS * (size_t)c->head_dim;
     return need > attn ? need : attn;
 }
 
@@ -297,21 +302,39 @@ struct attn_job {
     enum kern_isa isa;
 };
 
-/* Row `slot` of head `kvh` in K or V storage as float32: in place for F32, else converted into
- * buf [hd]. */
-static const float *kv_row(const struct kv_cache *kv, const void *base, int slot, int kvh, float *buf)
+/* Rows [slot, slot + n) of head `kvh` in K or V storage as float32, `*ld` floats apart: in
+ * place for F32, else converted into buf [n, hd]. */
+static const float *kv_rows(const struct kv_cache *kv, const void *base, int slot, int n, int kvh, float *buf,
+                            size_t *ld)
 {
     size_t off = (size_t)slot * kv->row_elems + (size_t)kvh * kv->head_dim;
-    if (kv->dtype == TENSOR_DTYPE_F32) return (const float *)base + off;
-    const uint16_t *src = (const uint16_t *)base + off;
-    for (int i = 0; i < kv->head_dim; i++)
-        buf[i] = kv->dtype == TENSOR_DTYPE_BF16 ? bf16_to_f32(src[i]) : f16_to_f32(src[i]);
+    if (kv->dtype == TENSOR_DTYPE_F32) {
+        *ld = kv->row_elems;
+        return (const float *)base + off;
+    }
+    for (int r = 0; r < n; r++) {
+        const uint16_t *src = (const uint16_t *)base + off + (size_t)r * kv->row_elems;
+        float *dst = buf + (size_t)r * kv->head_dim;
+        for (int i = 0; i < kv->head_dim; i++)
+            dst[i] = kv->dtype == TENSOR_DTYPE_BF16 ? bf16_to_f32(src[i]) : f16_to_f32(src[i]);
+    }
+    *ld = (size_t)kv->head_dim;
     return buf;
 }
 
+/* Rows of the run starting at position p0 of n: to the end of p0's block, at most
+ * KV_CHUNK_ROWS. A function of the positions alone, so every token sees the same runs. */
+static int chunk_rows(int p0, int n, int bs)
+{
+    int rows = bs - p0 % bs;
+    if (rows > KV_CHUNK_ROWS) rows = KV_CHUNK_ROWS;
+    return n - p0 < rows ? n - p0 : rows;
+}
+
 /* One (token, KV head): causal softmax attention of the G query heads that share the KV head
- * over positions 0..pos of the token's sequence, read through its block table. Each K and V
- * row is read once for the G heads; each head's result is computed as if alone. */
+ * over positions 0..pos of the token's sequence, a cache block at a time through its block
+ * table. Each K and V row is read once for the G heads; each head's result is computed as if
+ * alone. */
 static void attn_task(void *p, int task, int thread)
 {
     const struct attn_job *j = p;
@@ -322,18 +345,21 @@ static void attn_task(void *p, int task, int thread)
     const int32_t *table = j->b->block_tables[j->b->seq_of[t]];
     const float *q = j->s->q + ((size_t)t * c->num_heads + (size_t)kvh * G) * hd; /* [G, hd] */
     float *scores = tp_scratch(j->tp, thread); /* [G, n] */
-    float *buf = scores + (size_t)G * n;       /* [hd] */
+    float *buf = scores + (size_t)G * n;       /* [KV_CHUNK_ROWS, hd] */
     float scale = 1.0f / sqrtf((float)hd);
-    for (int p2 = 0; p2 <= pos; p2++) {
-        const float *k = kv_row(kv, kv->k[j->layer], table[p2 / bs] * bs + p2 % bs, kvh, buf);
-        kern_gqa_scores(j->isa, q, G, hd, k, scale, scores + p2, n);
+    size_t ld;
+    for (int p0 = 0, rows; p0 < n; p0 += rows) {
+        rows = chunk_rows(p0, n, bs);
+        const float *k = kv_rows(kv, kv->k[j->layer], table[p0 / bs] * bs + p0 % bs, rows, kvh, buf, &ld);
+        kern_gqa_scores(j->isa, q, G, hd, k, ld, rows, scale, scores + p0, n);
     }
-    for (int g = 0; g < G; g++) kern_softmax(scores + (size_t)g * n, n);
+    for (int g = 0; g < G; g++) kern_softmax_isa(j->isa, scores + (size_t)g * n, n);
     float *out = j->s->attn + ((size_t)t * c->num_heads + (size_t)kvh * G) * hd;
     memset(out, 0, (size_t)G * hd * sizeof *out);
-    for (int p2 = 0; p2 <= pos; p2++) {
-        const float *v = kv_row(kv, kv->v[j->layer], table[p2 / bs] * bs + p2 % bs, kvh, buf);
-        kern_gqa_acc(j->isa, out, G, hd, v, scores + p2, n);
+    for (int p0 = 0, rows; p0 < n; p0 += rows) {
+        rows = chunk_rows(p0, n, bs);
+        const float *v = kv_rows(kv, kv->v[j->layer], table[p0 / bs] * bs + p0 % bs, rows, kvh, buf, &ld);
+        kern_gqa_acc(j->isa, out, G, hd, v, ld, rows, scores + p0, n);
     }
 }
 
@@ -388,7 +414,7 @@ static void experts_mlp(const struct model *m, struct model_scratch *s, struct t
     }
     run_matmuls(s, tp, 2 * count);
     prof_end(s, MODEL_PHASE_GATE_UP);
-    kern_swiglu(s->gate, s->up, rows * inter);
+    kern_swiglu(kern_isa_best(), s->gate, s->up, (size_t)rows * inter);
     prof_end(s, MODEL_PHASE_SWIGLU);
     a = prepare_input(m, s, tp, &w[0]->down, s->gate, rows);
     for (int i = 0; i < count; i++) s->mm[i] = mm_rows(&w[i]->down, a, off[i], n[i], out + (size_t)off[i] * h, h);

@@ -395,6 +395,104 @@ static void test_model_variants(void)
     if (kern_has_dpbf16()) check_model_variant("bf16 activations", &bf16, 0.05);
 }
 
+/* The attention kernels of every ISA against float64 on cache-like layouts (rows ldk apart, a
+ * head dim with a tail), and batch invariance: scores and sums computed over rows in any split
+ * are bitwise the same as over all rows at once. */
+static void test_attention(enum kern_isa best)
+{
+    enum { G = 8, NMAX = 70, LD = 80 };
+    static const int hds[] = {128, 100, 8};
+    for (int isa = 0; isa <= (int)best; isa++) {
+        for (size_t h = 0; h < sizeof hds / sizeof hds[0]; h++) {
+            int hd = hds[h], ldk = 3 * hd + 5, bad_scores = 0, bad_split = 0, bad_acc = 0, bad_acc_split = 0;
+            float *q = malloc((size_t)G * hd * sizeof(float)), *k = malloc((size_t)NMAX * ldk * sizeof(float));
+            float s[G * LD], s2[G * LD], w[G * LD], out[G * 128], out2[G * 128];
+            for (int i = 0; i < G * hd; i++) q[i] = frand();
+            for (int i = 0; i < NMAX * ldk; i++) k[i] = frand();
+            for (int n = 1; n <= NMAX; n += 3) {
+                kern_gqa_scores((enum kern_isa)isa, q, G, hd, k, (size_t)ldk, n, 0.125f, s, LD);
+                int cut = n / 3; /* the same rows in two calls */
+                kern_gqa_scores((enum kern_isa)isa, q, G, hd, k, (size_t)ldk, cut, 0.125f, s2, LD);
+                kern_gqa_scores((enum kern_isa)isa, q, G, hd, k + (size_t)cut * ldk, (size_t)ldk, n - cut, 0.125f,
+                                s2 + cut, LD);
+                for (int g = 0; g < G; g++)
+                    for (int i = 0; i < n; i++) {
+                        double ref = 0, mag = 0;
+                        for (int d = 0; d < hd; d++) {
+                            ref += (double)q[g * hd + d] * k[(size_t)i * ldk + d];
+                            mag += fabs((double)q[g * hd + d] * k[(size_t)i * ldk + d]);
+                        }
+                        bad_scores += fabs(s[g * LD + i] - ref * 0.125) > 1e-6 * (mag + 1e-3);
+                        bad_split += s[g * LD + i] != s2[g * LD + i];
+                        w[g * LD + i] = frand();
+                    }
+                for (int i = 0; i < G * hd; i++) out[i] = out2[i] = frand();
+                double init[G * 128];
+                for (int i = 0; i < G * hd; i++) init[i] = out[i];
+                kern_gqa_acc((enum kern_isa)isa, out, G, hd, k, (size_t)ldk, n, w, LD);
+                kern_gqa_acc((enum kern_isa)isa, out2, G, hd, k, (size_t)ldk, cut, w, LD);
+                kern_gqa_acc((enum kern_isa)isa, out2, G, hd, k + (size_t)cut * ldk, (size_t)ldk, n - cut, w + cut, LD);
+                for (int g = 0; g < G; g++)
+                    for (int d = 0; d < hd; d++) {
+                        double ref = init[g * hd + d], mag = fabs(ref);
+                        for (int i = 0; i < n; i++) {
+                            ref += (double)w[g * LD + i] * k[(size_t)i * ldk + d];
+                            mag += fabs((double)w[g * LD + i] * k[(size_t)i * ldk + d]);
+                        }
+                        bad_acc += fabs(out[g * hd + d] - ref) > 1e-6 * (mag + 1e-3);
+                        bad_acc_split += out[g * hd + d] != out2[g * hd + d];
+                    }
+            }
+            char msg[160];
+            snprintf(msg, sizeof msg, "%s hd=%d: attention scores match float64", kern_isa_name(isa), hd);
+            test_cond(msg, bad_scores == 0);
+            snprintf(msg, sizeof msg, "%s hd=%d: scores bitwise the same in any split of the rows", kern_isa_name(isa), hd);
+            test_cond(msg, bad_split == 0);
+            snprintf(msg, sizeof msg, "%s hd=%d: weighted V sums match float64", kern_isa_name(isa), hd);
+            test_cond(msg, bad_acc == 0);
+            snprintf(msg, sizeof msg, "%s hd=%d: weighted V sums bitwise the same in any split", kern_isa_name(isa), hd);
+            test_cond(msg, bad_acc_split == 0);
+            free(q);
+            free(k);
+        }
+    }
+}
+
+/* Softmax and SwiGLU of every ISA against float64, over ranges that reach exp's underflow and
+ * overflow, with lengths that leave vector tails. */
+static void test_softmax_swiglu(enum kern_isa best)
+{
+    enum { N = 203 };
+    for (int isa = 0; isa <= (int)best; isa++) {
+        int bad_soft = 0, bad_silu = 0;
+        for (int n = 1; n <= N; n += 11) {
+            float x[N], gate[N], up[N];
+            for (int i = 0; i < n; i++) x[i] = 10 * frand(); /* x - max is then rounded by at most 1.2e-6 */
+            x[n / 2] = -1e30f; /* underflows to exactly 0 */
+            double mx = -INFINITY, sum = 0;
+            for (int i = 0; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+            for (int i = 0; i < n; i++) sum += exp((double)x[i] - mx);
+            double want[N];
+            for (int i = 0; i < n; i++) want[i] = exp((double)x[i] - mx) / sum;
+            kern_softmax_isa((enum kern_isa)isa, x, n);
+            for (int i = 0; i < n; i++) bad_soft += fabs(x[i] - want[i]) > 3e-6 * want[i] + 1e-30;
+            for (int i = 0; i < n; i++) {
+                gate[i] = 200 * frand(); /* silu saturates both ways */
+                up[i] = frand();
+            }
+            double ws[N];
+            for (int i = 0; i < n; i++) ws[i] = gate[i] / (1 + exp(-(double)gate[i])) * up[i];
+            kern_swiglu((enum kern_isa)isa, gate, up, (size_t)n);
+            for (int i = 0; i < n; i++) bad_silu += fabs(gate[i] - ws[i]) > 1e-6 * fabs(ws[i]) + 1e-30;
+        }
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s: softmax matches float64 (relative 3e-6)", kern_isa_name(isa));
+        test_cond(msg, bad_soft == 0);
+        snprintf(msg, sizeof msg, "%s: swiglu matches float64 (relative 1e-6)", kern_isa_name(isa));
+        test_cond(msg, bad_silu == 0);
+    }
+}
+
 int main(void)
 {
     enum kern_isa best = kern_isa_best();
@@ -403,6 +501,8 @@ int main(void)
     struct threadpool *tp2 = tp_create(2, kern_scratch_floats(2048), &err);
     struct threadpool *tp1 = tp_create(1, kern_scratch_floats(2048), &err);
     test_hand(tp2, best);
+    test_attention(best);
+    test_softmax_swiglu(best);
     test_quant();
     test_sizes(tp2, best);
     test_large(tp2, best);
