@@ -95,3 +95,54 @@ set_tests_properties(ref_harness_accepts_float32 ref_harness_rejects_bf16 PROPER
   FIXTURES_REQUIRED ref_model_tiny TIMEOUT 120 LABELS reference)
 set_tests_properties(ref_harness_rejects_bf16 PROPERTIES
   ENVIRONMENT FAKE_ENGINE_BF16=1 PASS_REGULAR_EXPRESSION "FAIL: max abs error")
+
+# Q8_0: `moeserve forward --quantize q8_0` against the reference's own Q8_0 mode (weights and
+# matmul inputs quantized as GGUF's Q8_0 blocks, written from the format's definition; float64
+# dots). The verdict and its bounds are explained in tests/reference/compare_logits.py ("Q8_0
+# mode"): on positions where no quantized value is within 1e-4 quanta of a rounding boundary
+# (unambiguous) the float tests' bounds apply unchanged (measured 1.0e-6 x std max, 1e-7 RMS on
+# tiny), and the engine must be >= 100x that bound away from the UNQUANTIZED reference (measured
+# ~1000x max, ~4000x RMS); elsewhere one legitimately different rounding is carried through the
+# layers, so only a loose bound (0.25 x std, relative RMS 2e-2; measured up to 0.065, 7e-3).
+# `--random N --unambiguous` draws a prompt all of whose positions are unambiguous.
+function(ms_ref_q8 name model)
+  add_test(NAME ref_q8_${name}
+           COMMAND ${MS_PYTHON} ${MS_REF_DIR}/compare_logits.py $<TARGET_FILE:moeserve>
+                   --model ${MS_REF_MODELS}/ref-${model} --quantize q8_0 ${ARGN})
+  set_tests_properties(ref_q8_${name} PROPERTIES FIXTURES_REQUIRED ref_model_${model} TIMEOUT 300
+                       LABELS reference)
+endfunction()
+ms_ref_q8(tiny            tiny --random 64 --seed 1 --unambiguous)
+# the same through the slower kernels (the test seam of kern_isa_best): each ISA's activation
+# quantizer and Q8_0 tile (rows of 1 block: down_proj; 2 blocks: the rest)
+ms_ref_q8(tiny_portable   tiny --random 64 --seed 1 --unambiguous)
+ms_ref_q8(tiny_avx2       tiny --random 64 --seed 1 --unambiguous)
+set_tests_properties(ref_q8_tiny_portable PROPERTIES ENVIRONMENT MOESERVE_KERNEL_ISA=portable)
+set_tests_properties(ref_q8_tiny_avx2 PROPERTIES ENVIRONMENT MOESERVE_KERNEL_ISA=avx2)
+ms_ref_q8(tiny_dense      tiny-dense --random 48 --seed 3 --unambiguous)  # dense MLP, 4-block rows
+ms_ref_q8(tiny_tied       tiny-tied --random 48 --seed 2 --unambiguous)   # quantized copy of a tied head
+# plain prompts, where rounding flips do happen (tiny_random160: the first at position 55)
+ms_ref_q8(tiny_random160  tiny --random 160 --seed 1)
+ms_ref_q8(tiny_chat       tiny --prompt-ids ${P_CHAT})
+# a3b-sized rows (64-block rows, 128 experts): a position has ~2e4 quantized values, so none is
+# unambiguous at 1e-4 quanta and only the loose bound applies (measured: all 8 positions within
+# 1.2e-6 x std with AVX-512; with portable/avx2 one position is 0.027 x std off, a flip at a
+# value 7e-7 quanta from a boundary). No float reference run, to keep it short.
+ms_ref_q8(a3b_1layer      a3b-1 --prompt-ids ${P_FOX8} --min-unambiguous 0 --float-separation 0)
+
+# The Q8_0 harness with the stand-in engine (the reference's Q8_0 mode in float32): it must pass
+# it, and reject it with a bug planted (fake_engine.py FAKE_ENGINE_Q8_FAULT).
+add_test(NAME ref_q8_harness_accepts_float32
+         COMMAND ${MS_PYTHON} ${MS_REF_DIR}/compare_logits.py ${MS_REF_DIR}/fake_engine.py
+                 --model ${MS_REF_MODELS}/ref-tiny --quantize q8_0 --random 32 --seed 7 --unambiguous)
+set_tests_properties(ref_q8_harness_accepts_float32 PROPERTIES
+  FIXTURES_REQUIRED ref_model_tiny TIMEOUT 120 LABELS reference)
+foreach(fault no-act-quant f32-scale round-half-away router)
+  add_test(NAME ref_q8_harness_rejects_${fault}
+           COMMAND ${MS_PYTHON} ${MS_REF_DIR}/compare_logits.py ${MS_REF_DIR}/fake_engine.py
+                   --model ${MS_REF_MODELS}/ref-tiny --quantize q8_0 --random 16 --seed 7 --unambiguous)
+  set_tests_properties(ref_q8_harness_rejects_${fault} PROPERTIES
+    FIXTURES_REQUIRED ref_model_tiny TIMEOUT 120 LABELS reference
+    ENVIRONMENT FAKE_ENGINE_Q8_FAULT=${fault}
+    PASS_REGULAR_EXPRESSION "FAIL: the Q8_0 engine disagrees with the Q8_0 reference")
+endforeach()

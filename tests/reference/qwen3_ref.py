@@ -27,9 +27,13 @@ here:
   * rope angles: HF computes inv_freq, position*inv_freq, cos and sin in float32; here they are
     computed in float64 (the exact values). At the positions tested the difference is < 1e-4 rad.
 
+Q8_0 mode (`--quantize q8_0`, Model(quantize="q8_0")): the model as a Q8_0 inference engine
+runs it (moeserve --quantize q8_0, and llama.cpp's Q8_0 weights x Q8_0 activations dot). See the
+Q8_0 section below for the exact semantics; the dots themselves are still computed in float64.
+
 usage:
   qwen3_ref.py --model DIR --prompt-ids 1,2,3 [--out FILE] [--greedy N] [--precision float64]
-               [--expert-stats]
+               [--quantize none|q8_0] [--expert-stats]
   --out writes the logits of every position as raw little-endian float32 [n_tokens, vocab].
 """
 import argparse
@@ -282,6 +286,108 @@ def apply_rope(x, cos, sin):
 
 
 # --------------------------------------------------------------------------------------------
+# Q8_0 quantization
+# --------------------------------------------------------------------------------------------
+#
+# Q8_0 (GGUF's block_q8_0): a row of n values (n a multiple of 32) is cut into n/32 blocks of 32
+# consecutive values; each block is stored as 32 int8 q[i] and one scale d, x[i] ~= d * q[i]:
+#     amax = max |x[i]| over the block        (float32)
+#     d    = amax / 127                       (float32 division)
+#     id   = 1 / d, or 0 when d == 0          (float32 division)
+#     q[i] = round_half_even(x[i] * id)       (float32 product, then to the nearest integer, ties
+#                                              to even: the FPU's default mode, lrintf/cvtps2dq)
+# as llama.cpp's quantize_row_q8_0 (which multiplies by 1/d rather than dividing by d: the two
+# can differ in the last bit of x/d and so, next to a boundary k + 1/2, in q; its scalar version
+# rounds ties away from zero, its x86 SIMD ones to even, as here). Exact ties are common in
+# weights: a bf16 block whose largest value has the mantissa 1.984375 = 254/128 gets d = a power
+# of two, and x * id = k + 1/2 exactly for many of its values. Weights store d as float16 (round
+# to nearest even) -- q is computed with the float32 d, before d is rounded, as in llama.cpp.
+# Activations (the input of every quantized matmul, quantized per token row when the matmul
+# runs) keep d in float32.
+# Which tensors: the matmul weights -- q/k/v/o projections, the dense MLP's and every expert's
+# gate/up/down projections, and lm_head (a tied lm_head gets its own quantized copy; the
+# embedding lookup stays exact) -- whose input width is a multiple of 32. Not quantized: the
+# embedding, the norms, and the MoE router (routing stays in float; llama.cpp does not quantize
+# ffn_gate_inp either).
+# A quantized matmul is y[t, r] = sum over blocks b of d_w[r, b] * d_x[t, b] * s[t, r, b], where
+# s[t, r, b] = sum_i q_w[r, b, i] * q_x[t, b, i] is the exact integer dot of the two blocks. Here
+# s is computed exactly (|s| <= 32 * 127 * 127 < 2^24, so a float32 matmul of the integer values
+# is exact), and the scaling and the sum over blocks in float64 (d_w * d_x, an f16 times an f32,
+# is exact in float64).
+
+Q8_BLOCK = 32
+Q8_MATMUL_WEIGHTS = ("q_proj.weight", "k_proj.weight", "v_proj.weight", "o_proj.weight",
+                     "gate_proj.weight", "up_proj.weight", "down_proj.weight")
+
+
+def q8_0_quantize(x):
+    """x [..., n] (n % 32 == 0) -> (d float32 [..., n/32], q [..., n/32, 32] integer-valued
+    float32 in [-127, 127]) as described above."""
+    x = np.asarray(x, dtype=np.float32)
+    n = x.shape[-1]
+    if n % Q8_BLOCK:
+        raise ValueError(f"Q8_0 needs a multiple of {Q8_BLOCK} values per row, got {n}")
+    xb = x.reshape(x.shape[:-1] + (n // Q8_BLOCK, Q8_BLOCK))
+    amax = np.max(np.abs(xb), axis=-1)
+    d = amax / np.float32(127)
+    with np.errstate(divide="ignore"):
+        inv = np.where(d != 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    q = np.rint(xb * inv[..., None])  # float32 product; np.rint rounds half to even
+    return d, q
+
+
+def q8_0_weight_blocks(w):
+    """A matmul weight [out, in] (float32) as Q8_0 blocks: (d float16 [out, in/32], q)."""
+    d, q = q8_0_quantize(w)
+    return d.astype(np.float16), q
+
+
+def q8_0_act_blocks(x):
+    """A matmul input [T, in] as per-row Q8_0 activation blocks: (d float32 [T, in/32], q). It
+    is rounded to float32 first: an engine holds activations in float32."""
+    return q8_0_quantize(x)
+
+
+def q8_0_matmul(x, w_blocks, out_dtype):
+    """x [T, in] (quantized here) @ W.T for W [out, in] given as Q8_0 blocks (d, q), by the
+    block formula above; [T, out] in out_dtype."""
+    wd, wq = w_blocks
+    xd, xq = q8_0_act_blocks(x)
+    # s[b, t, r], exact: integer-valued float32 products summed to at most 2^19 in magnitude
+    s = np.matmul(np.ascontiguousarray(xq.transpose(1, 0, 2)),
+                  np.ascontiguousarray(wq.transpose(1, 2, 0)))
+    xd = xd.astype(np.float64)
+    wd = wd.astype(np.float64)
+    y = np.zeros((xq.shape[0], wq.shape[0]), dtype=np.float64)
+    for b in range(s.shape[0]):
+        y += s[b] * (xd[:, b, None] * wd[None, :, b])
+    return y.astype(out_dtype, copy=False)
+
+
+def q8_0_dequant(d, q, out_dtype):
+    """d [..., nb], q [..., nb, 32] -> d * q as [..., nb * 32] in out_dtype (for checks)."""
+    x = d.astype(np.float64)[..., None] * q.astype(np.float64)
+    return x.reshape(x.shape[:-2] + (x.shape[-2] * Q8_BLOCK,)).astype(out_dtype, copy=False)
+
+
+def q8_0_margin(x):
+    """Per row of x [T, in]: the smallest distance, in quanta, of x / d (computed here in
+    float64 from the reference's own activations, i.e. essentially exact) from a rounding
+    boundary k + 1/2. Where it is below an engine's float32 error in x / d (~1e-5 quanta for the
+    largest |q|), the engine may round that value the other way than the reference -- a
+    legitimate difference of one quantum, which later layers then carry on (see
+    compare_logits.py). 0 for an exact tie (frequent in the first layer's input: a bf16
+    embedding times a bf16 norm weight over another such product can be exactly k + 1/2)."""
+    x = np.asarray(x, dtype=np.float64)
+    xb = x.reshape(x.shape[0], -1, Q8_BLOCK)
+    amax = np.max(np.abs(xb), axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(amax > 0, xb * 127.0 / amax, 0.0)
+    m = np.abs(v - np.floor(v) - 0.5)
+    return m.reshape(x.shape[0], -1).min(axis=1)
+
+
+# --------------------------------------------------------------------------------------------
 # building blocks
 # --------------------------------------------------------------------------------------------
 
@@ -340,13 +446,19 @@ def topk_experts(probs, k):
 # --------------------------------------------------------------------------------------------
 
 class Model:
-    def __init__(self, model_dir, precision="float64", cache_bytes=1 << 30):
+    def __init__(self, model_dir, precision="float64", cache_bytes=1 << 30, quantize=None):
         self.cfg = Config(model_dir)
         self.ckpt = Checkpoint(model_dir)
         self.dtype = np.dtype(precision)
+        if quantize in (None, "none"):
+            quantize = None
+        elif quantize != "q8_0":
+            raise ValueError(f"unsupported quantization {quantize!r} (q8_0 or none)")
+        self.quantize = quantize
         self.cache = {}
         self.cache_left = cache_bytes
         self.attention_fn = causal_attention
+        self.q8_margin = None
         self.reset_stats()
         self._check_tensors()
 
@@ -368,8 +480,31 @@ class Model:
             if tuple(self.ckpt.shape(name)) != shape:
                 raise ValueError(f"{name}: shape {self.ckpt.shape(name)}, expected {shape}")
 
+    def quantized(self, name):
+        """Whether matmul weight `name` runs as Q8_0 (see the Q8_0 section): in Q8_0 mode, the
+        projections (not the router) and lm_head, when their input width allows."""
+        if not self.quantize:
+            return False
+        if name != self.head_name() and not name.endswith(Q8_MATMUL_WEIGHTS):
+            return False
+        return self.ckpt.shape(name)[-1] % Q8_BLOCK == 0
+
+    def head_name(self):
+        return "model.embed_tokens.weight" if self.cfg.tie else "lm_head.weight"
+
     def w(self, name):
-        """A weight decoded to the compute dtype; small and repeatedly used ones are cached."""
+        """A weight decoded to the compute dtype, or its Q8_0 blocks (d, q) when it is
+        quantized; small and repeatedly used ones are cached."""
+        if self.quantized(name):
+            key = ("q8_0", name)
+            if key not in self.cache:
+                t = q8_0_weight_blocks(self.ckpt.get(name, np.float32))
+                nbytes = t[0].nbytes + t[1].nbytes
+                if nbytes > self.cache_left:
+                    return t
+                self.cache[key] = t
+                self.cache_left -= nbytes
+            return self.cache[key]
         if name in self.cache:
             return self.cache[name]
         t = self.ckpt.get(name, self.dtype)
@@ -377,6 +512,24 @@ class Model:
             self.cache[name] = t
             self.cache_left -= t.nbytes
         return t
+
+    def linear(self, x, name, pos=None):
+        """x [T, in] @ weight[out, in].T; a quantized weight's input is quantized too. pos:
+        the prompt positions of x's rows (default: row i is position i), for q8_margin."""
+        if self.quantized(name):
+            self.track_margin(x, pos)
+            return q8_0_matmul(x, self.w(name), self.dtype)
+        return x @ self.w(name).T
+
+    def track_margin(self, x, pos):
+        """q8_margin[t]: the smallest rounding margin (q8_0_margin) of any activation quantized
+        at position t in the last forward pass."""
+        if self.q8_margin is None:
+            return
+        m = q8_0_margin(x)
+        if pos is None:
+            pos = np.arange(x.shape[0])
+        np.minimum.at(self.q8_margin, pos, m)
 
     def embed(self, ids):
         ids = np.asarray(ids, dtype=np.int64)
@@ -388,9 +541,9 @@ class Model:
         c = self.cfg
         p = f"model.layers.{i}.self_attn."
         T = x.shape[0]
-        q = (x @ self.w(p + "q_proj.weight").T).reshape(T, c.n_heads, c.head_dim)
-        k = (x @ self.w(p + "k_proj.weight").T).reshape(T, c.n_kv, c.head_dim)
-        v = (x @ self.w(p + "v_proj.weight").T).reshape(T, c.n_kv, c.head_dim)
+        q = self.linear(x, p + "q_proj.weight").reshape(T, c.n_heads, c.head_dim)
+        k = self.linear(x, p + "k_proj.weight").reshape(T, c.n_kv, c.head_dim)
+        v = self.linear(x, p + "v_proj.weight").reshape(T, c.n_kv, c.head_dim)
         # per-head RMSNorm over head_dim, before RoPE
         q = rms_norm(q, self.w(p + "q_norm.weight"), c.eps).transpose(1, 0, 2)  # [H, T, d]
         k = rms_norm(k, self.w(p + "k_norm.weight"), c.eps).transpose(1, 0, 2)
@@ -399,17 +552,17 @@ class Model:
         k = apply_rope(k, cos, sin)
         o = self.attention_fn(q, k, v, c.n_heads // c.n_kv)  # [H, T, d]
         o = o.transpose(1, 0, 2).reshape(T, c.n_heads * c.head_dim)
-        return o @ self.w(p + "o_proj.weight").T
+        return self.linear(o, p + "o_proj.weight")
 
-    def mlp(self, prefix, x):
-        g = x @ self.w(prefix + "gate_proj.weight").T
-        u = x @ self.w(prefix + "up_proj.weight").T
-        return (silu(g) * u) @ self.w(prefix + "down_proj.weight").T
+    def mlp(self, prefix, x, pos=None):
+        g = self.linear(x, prefix + "gate_proj.weight", pos)
+        u = self.linear(x, prefix + "up_proj.weight", pos)
+        return self.linear(silu(g) * u, prefix + "down_proj.weight", pos)
 
     def moe(self, i, x):
         c = self.cfg
         p = f"model.layers.{i}.mlp."
-        router_logits = x @ self.w(p + "gate.weight").T            # [T, E]
+        router_logits = self.linear(x, p + "gate.weight")          # [T, E]; never quantized
         probs = softmax(router_logits, axis=-1)                   # over ALL experts
         chosen = topk_experts(probs, c.top_k)                     # [T, k]
         weights = np.take_along_axis(probs, chosen, axis=-1)      # [T, k]
@@ -423,7 +576,7 @@ class Model:
         for e in np.unique(chosen):
             rows, slots = np.nonzero(chosen == e)
             counts[e] += len(rows)
-            y = self.mlp(p + f"experts.{e}.", x[rows])
+            y = self.mlp(p + f"experts.{e}.", x[rows], rows)
             out[rows] += weights[rows, slots][:, None] * y
         return out
 
@@ -431,6 +584,7 @@ class Model:
         """Final-normed hidden states [T, hidden] for a prompt starting at position 0."""
         c = self.cfg
         T = len(ids)
+        self.q8_margin = np.full(T, np.inf) if self.quantize else None
         cos, sin = rope_cos_sin(c, np.arange(T), self.dtype)
         h = self.embed(ids)
         for i in range(c.n_layers):
@@ -443,13 +597,32 @@ class Model:
 
     def logits(self, ids, chunk_rows=16384):
         """Logits [T, vocab] (in the compute dtype) of every position."""
+        return self.head(self.hidden_states(ids), chunk_rows)
+
+    def q8_margins(self, ids):
+        """q8_margin of every position of a forward pass over ids, lm_head's input included,
+        without computing the logits (Q8_0 mode only)."""
         h = self.hidden_states(ids)
-        name = "model.embed_tokens.weight" if self.cfg.tie else "lm_head.weight"
+        if self.quantized(self.head_name()):
+            self.track_margin(h, None)
+        return self.q8_margin
+
+    def head(self, h, chunk_rows=16384):
+        """h [T, hidden] @ lm_head.T, decoding (and quantizing) lm_head a chunk of rows at a
+        time; quantization is per row, so chunking by rows does not change it."""
+        name = self.head_name()
         V = self.cfg.vocab
+        q = self.quantized(name)
+        if q and self.q8_margin is not None and len(self.q8_margin) == h.shape[0]:
+            self.track_margin(h, None)
         out = np.empty((h.shape[0], V), dtype=self.dtype)
         for r0 in range(0, V, chunk_rows):
             r1 = min(V, r0 + chunk_rows)
-            out[:, r0:r1] = h @ self.ckpt.get(name, self.dtype, rows=slice(r0, r1)).T
+            if q:
+                wb = q8_0_weight_blocks(self.ckpt.get(name, np.float32, rows=slice(r0, r1)))
+                out[:, r0:r1] = q8_0_matmul(h, wb, self.dtype)
+            else:
+                out[:, r0:r1] = h @ self.ckpt.get(name, self.dtype, rows=slice(r0, r1)).T
         return out
 
     def greedy(self, ids, n):
@@ -457,9 +630,7 @@ class Model:
         ids = list(ids)
         new = []
         for _ in range(n):
-            h = self.hidden_states(ids)[-1:]
-            name = "model.embed_tokens.weight" if self.cfg.tie else "lm_head.weight"
-            lg = (h @ self.ckpt.get(name, self.dtype).T)[0]
+            lg = self.head(self.hidden_states(ids)[-1:])[0]
             nxt = int(np.argmax(lg))
             new.append(nxt)
             ids.append(nxt)
@@ -492,6 +663,8 @@ def main(argv=None):
     ap.add_argument("--out", help="write logits of every position, raw float32 [n_tokens, vocab]")
     ap.add_argument("--greedy", type=int, default=0, help="print N greedily generated ids")
     ap.add_argument("--precision", choices=["float64", "float32"], default="float64")
+    ap.add_argument("--quantize", choices=["none", "q8_0"], default="none",
+                    help="q8_0: the model as a Q8_0 engine runs it (matmul weights and inputs)")
     ap.add_argument("--expert-stats", action="store_true",
                     help="print the per-layer expert-usage histogram of the prompt's forward pass")
     args = ap.parse_args(argv)
@@ -499,7 +672,7 @@ def main(argv=None):
     ids = parse_ids(args.prompt_ids)
     if not ids:
         ap.error("--prompt-ids is empty")
-    model = Model(args.model, precision=args.precision)
+    model = Model(args.model, precision=args.precision, quantize=args.quantize)
     if args.out or args.expert_stats:
         lg = model.logits(ids)
         if args.out:

@@ -195,12 +195,41 @@ def check_routing_spread(models):
                   counts.min() > 0 and counts.max() < 2 * uniform, " ".join(map(str, counts)))
 
 
+def check_q8_0():
+    """The reference's Q8_0 quantizer and block-formula matmul, on synthetic data."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((7, 96)) * np.exp(rng.standard_normal((7, 1)))).astype(np.float32)
+    x[2, 32:64] = 0  # an all-zero block: d = 0, q = 0
+    d, q = R.q8_0_quantize(x)
+    xb = x.reshape(7, 3, 32)
+    amax = np.abs(xb).max(-1)
+    ok = (np.all(np.abs(q) <= 127) and np.array_equal(q, np.rint(q))
+          and np.array_equal(np.abs(q).max(-1)[amax > 0], np.full(int((amax > 0).sum()), 127.0))
+          and np.all(q[2, 1] == 0) and d[2, 1] == 0
+          and np.all(np.abs(xb - d[..., None].astype(np.float64) * q) <= d[..., None] * (0.5 + 1e-6)))
+    check("Q8_0 blocks: |q| <= 127, the block max at +-127, |x - d q| <= d/2, zero block", ok)
+    # ties: amax = 254/128 makes d = 2^-6 exactly, so x = 2.5 * 2^-6 is the tie 2.5 -> 2 (even)
+    t = np.zeros((1, 32), dtype=np.float32)
+    t[0, :4] = [254 / 128, 2.5 / 64, 3.5 / 64, -2.5 / 64]
+    d, q = R.q8_0_quantize(t)
+    check("Q8_0 ties round half to even", d[0, 0] == 2.0 ** -6 and q[0, 0, :4].tolist() == [127, 2, 4, -2],
+          f"{q[0, 0, :4].tolist()}")
+    w = rng.standard_normal((40, 96)).astype(np.float32) * 0.05
+    wb = R.q8_0_weight_blocks(w)
+    y = R.q8_0_matmul(x, wb, np.float64)
+    ref = R.q8_0_dequant(*R.q8_0_act_blocks(x), np.float64) @ R.q8_0_dequant(*wb, np.float64).T
+    check("Q8_0 block-formula matmul == dequantized float64 matmul", rel(y, ref) < 1e-13,
+          f"rel {rel(y, ref):.1e}")
+    check("Q8_0 weight scales are float16", wb[0].dtype == np.float16)
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     models = sys.argv[1]
     tiny = models + "tiny"
     check_attention()
+    check_q8_0()
     check_model_naive_attention(tiny)
     check_moe_dense_formulation(tiny)
     check_reader(models)
