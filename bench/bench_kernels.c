@@ -1,8 +1,12 @@
 /* Matmul kernel micro-benchmark: GB/s of weights streamed (decode shapes) and GFLOP/s (prefill
  * shapes) per ISA and dtype, next to the machine's read bandwidth measured in the same run.
  *
+ * Then OpenBLAS against our kernels where it could serve (a prefill projection, prefill
+ * attention).
+ *
  * usage: bench_kernels [--threads N] [--reps R]
  * Best of R repetitions; prints a Markdown table. */
+#include <cblas.h>
 #include <immintrin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +45,88 @@ static struct tensor make(enum tensor_dtype dt, int out, int in)
     }
     t.data = p;
     return t;
+}
+
+static float *random_floats(size_t n)
+{
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    return p;
+}
+
+/* Our attention over one KV head's G = 8 query heads for a causal prompt of n tokens, as the
+ * engine runs it (a run of rows at a time, per token); the softmax is left out on both sides. */
+static void attention_ours(const float *q, const float *k, const float *v, float *s, float *o, int n, int hd)
+{
+    enum { G = 8 };
+    for (int t = 0; t < n; t++) {
+        kern_gqa_scores(kern_isa_best(), q + (size_t)t * G * hd, G, hd, k, (size_t)hd, t + 1, 0.088f, s, n);
+        kern_gqa_acc(kern_isa_best(), o + (size_t)t * G * hd, G, hd, v, (size_t)hd, t + 1, s, n);
+    }
+}
+
+/* The same with two OpenBLAS GEMMs over the whole square (S = Q K^T, O = S V: causal masking
+ * would come on top). */
+static void attention_blas(const float *q, const float *k, const float *v, float *s, float *o, int n, int hd)
+{
+    int rows = 8 * n;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, hd, 0.088f, q, hd, k, hd, 0.0f, s, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, n, 1.0f, s, n, v, hd, 0.0f, o, hd);
+}
+
+/* Issue 6 asks to use OpenBLAS where it is fastest: the two places it could serve, timed against
+ * our kernels with the same thread count. (1) A prefill projection: OpenBLAS needs float32
+ * weights (twice the bytes of BF16); ours reads BF16. (2) Prefill attention of one KV head. */
+static void compare_openblas(struct threadpool *tp, int threads, int reps)
+{
+    openblas_set_num_threads(threads);
+    printf("\n%s(kernels for %s; OPENBLAS_CORETYPE=%s) against ours, %d threads, best of %d:\n\n", OPENBLAS_VERSION,
+           openblas_get_corename(), getenv("OPENBLAS_CORETYPE") ? getenv("OPENBLAS_CORETYPE") : "unset", threads, reps);
+    printf("| computation | ours ms | OpenBLAS ms | ours GFLOP/s | OpenBLAS GFLOP/s |\n| --- | --- | --- | --- | --- |\n");
+    enum { OUT = 4096, IN = 2048, N = 512, HD = 128 };
+    struct tensor w = make(TENSOR_DTYPE_BF16, OUT, IN);
+    float *wf = malloc((size_t)OUT * IN * sizeof *wf), *x = random_floats((size_t)N * IN);
+    float *y = malloc((size_t)N * OUT * sizeof *y);
+    tensor_to_f32(&w, 0, (int64_t)OUT * IN, wf);
+    double ours = 1e9, blas = 1e9;
+    for (int r = 0; r < reps; r++) {
+        double t0 = ms_now();
+        kern_matmul(tp, &w, x, N, y, OUT);
+        double t1 = ms_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OUT, IN, 1.0f, x, IN, wf, IN, 0.0f, y, OUT);
+        double t2 = ms_now();
+        ours = t1 - t0 < ours ? t1 - t0 : ours;
+        blas = t2 - t1 < blas ? t2 - t1 : blas;
+    }
+    double flop = 2.0 * OUT * IN * N;
+    printf("| q_proj prefill, %d tokens x %d x %d (ours BF16 weights, OpenBLAS float32) | %.2f | %.2f | %.0f | %.0f |\n",
+           N, OUT, IN, ours * 1e3, blas * 1e3, flop / ours / 1e9, flop / blas / 1e9);
+    free((void *)w.data);
+    free(wf);
+    free(x);
+    free(y);
+
+    float *q = random_floats((size_t)8 * N * HD), *k = random_floats((size_t)N * HD), *v = random_floats((size_t)N * HD);
+    float *s = malloc((size_t)8 * N * N * sizeof *s), *o = calloc((size_t)8 * N * HD, sizeof *o);
+    ours = blas = 1e9;
+    openblas_set_num_threads(1); /* the engine runs attention as one task per (token, KV head) */
+    for (int r = 0; r < reps; r++) {
+        double t0 = ms_now();
+        attention_ours(q, k, v, s, o, N, HD);
+        double t1 = ms_now();
+        attention_blas(q, k, v, s, o, N, HD);
+        double t2 = ms_now();
+        ours = t1 - t0 < ours ? t1 - t0 : ours;
+        blas = t2 - t1 < blas ? t2 - t1 : blas;
+    }
+    double causal = 2.0 * 2 * 8 * HD * (N * (N + 1.0) / 2); /* the useful work: causal pairs only */
+    printf("| attention prefill, one KV head x 8 query heads, %d tokens (one thread each; ours causal, OpenBLAS the full square) | %.2f | %.2f | %.0f | %.0f |\n",
+           N, ours * 1e3, blas * 1e3, causal / ours / 1e9, causal / blas / 1e9);
+    free(q);
+    free(k);
+    free(v);
+    free(s);
+    free(o);
 }
 
 int main(int argc, char **argv)
@@ -94,6 +180,7 @@ int main(int argc, char **argv)
             free(y);
             free(xq);
         }
+    compare_openblas(tp, threads, reps);
     tp_destroy(tp);
     return 0;
 }
