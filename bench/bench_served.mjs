@@ -3,8 +3,13 @@
 // and 16 concurrent clients. Reports aggregate output tok/s, time to first token (median, p99)
 // and the server's peak RSS (VmHWM from /proc). Starts and stops its own server.
 //
+// With --bandwidth GBPS (the machine's read bandwidth, as bench_engine measures it), each row
+// also gives its bandwidth bound: the output tokens of the row over the time the weight bytes
+// the server's forwards streamed meanwhile (prefill included; /metrics weight_bytes_read_total)
+// take at that bandwidth, and the fraction of it reached.
+//
 // usage: node bench/bench_served.mjs MOESERVE MODEL_DIR [--clients 1,4,8,16] [--requests-per-client 2]
-//        [--output-tokens 128] [--quantize q8_0] [-- extra serve flags...]
+//        [--output-tokens 128] [--quantize q8_0] [--bandwidth GBPS] [-- extra serve flags...]
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -15,6 +20,7 @@ const opt = (name, dflt) => { const i = args.indexOf(name); return i >= 0 ? args
 const clients = opt("--clients", "1,4,8,16").split(",").map(Number);
 const perClient = Number(opt("--requests-per-client", "2"));
 const outTokens = Number(opt("--output-tokens", "128"));
+const bandwidth = Number(opt("--bandwidth", "0"));
 const extra = args.includes("--") ? args.slice(args.indexOf("--") + 1) : [];
 
 const port = await new Promise((r) => { const s = createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => r(p)); }); });
@@ -72,10 +78,17 @@ function rssGB() {
   return m ? Number(m[1]) * 1024 / 1e9 : NaN;
 }
 
+async function metric(name) {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const m = text.match(new RegExp(`^moeserve:${name}\\{[^}]*\\} (\\S+)$`, "m"));
+  return m ? Number(m[1]) : NaN;
+}
+
 await one(); // warm-up
-console.log("| clients | requests | prompt tokens (mean) | output tok/s (aggregate) | TTFT median s | TTFT p99 s |");
-console.log("| --- | --- | --- | --- | --- | --- |");
+console.log("| clients | requests | prompt tokens (mean) | output tok/s (aggregate) | TTFT median s | TTFT p99 s | GB weights read | bandwidth bound tok/s | of bound |");
+console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
 for (const c of clients) {
+  const bytes0 = await metric("weight_bytes_read_total");
   const t0 = performance.now();
   const results = (await Promise.all(Array.from({ length: c }, async () => {
     const out = [];
@@ -86,7 +99,10 @@ for (const c of clients) {
   const toks = results.reduce((a, r) => a + r.tokens, 0);
   const meanPrompt = results.reduce((a, r) => a + r.prompt, 0) / results.length;
   const ttfts = results.map((r) => r.ttft);
-  console.log(`| ${c} | ${results.length} | ${meanPrompt.toFixed(0)} | ${(toks / dt).toFixed(1)} | ${pct(ttfts, 0.5).toFixed(2)} | ${pct(ttfts, 0.99).toFixed(2)} |`);
+  const gb = ((await metric("weight_bytes_read_total")) - bytes0) / 1e9;
+  const bound = bandwidth > 0 && gb > 0 ? toks / (gb / bandwidth) : NaN;
+  const boundCols = Number.isNaN(bound) ? "n/a | n/a" : `${bound.toFixed(1)} | ${(100 * toks / dt / bound).toFixed(0)}%`;
+  console.log(`| ${c} | ${results.length} | ${meanPrompt.toFixed(0)} | ${(toks / dt).toFixed(1)} | ${pct(ttfts, 0.5).toFixed(2)} | ${pct(ttfts, 0.99).toFixed(2)} | ${gb.toFixed(1)} | ${boundCols} |`);
 }
 console.log(`\nserver peak RSS ${rssGB().toFixed(2)} GB`);
 server.kill("SIGTERM");
