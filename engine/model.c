@@ -146,6 +146,7 @@ struct model_scratch {
     float *gate, *up;      /* [max_tokens * top_k, max(moe_inter, inter)] */
     float *grouped_out;    /* [max_tokens * top_k, hidden] */
     void *act;             /* a matmul input quantized to Q8_0 or rounded to bf16 (prepare_input) */
+    void *act_tok;         /* Q8_0 experts: the tokens' normed rows quantized once, before grouping */
     struct kern_mm *mm;    /* [2 * experts + 3] matmuls handed to one kern_matmul_many */
     const struct expert_weights **active; /* [experts] the experts with tokens in this layer */
     int *active_off, *active_n;           /* [experts] their first grouped row and row count */
@@ -194,8 +195,8 @@ void model_scratch_destroy(struct model_scratch *s)
     if (!s) return;
     void *bufs[] = {s->x, s->xn, s->tmp, s->q, s->k, s->v, s->attn, s->cos_t, s->sin_t, s->router,
                     s->topk_expert, s->topk_weight, s->expert_count, s->expert_offset, s->slot_of,
-                    s->grouped_x, s->gate, s->up, s->grouped_out, s->act, s->mm, s->active, s->active_off,
-                    s->active_n};
+                    s->grouped_x, s->gate, s->up, s->grouped_out, s->act, s->act_tok, s->mm, s->active,
+                    s->active_off, s->active_n};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
 }
@@ -233,6 +234,7 @@ struct model_scratch *model_scratch_create(const struct model *m, int max_tokens
     size_t act = model_is_quantized(m) ? kern_act_q8_bytes((int)rows, (int)widest) : 0;
     if (m->bf16_activations && rows * widest * sizeof(uint16_t) > act) act = rows * widest * sizeof(uint16_t);
     if (act && !(s->act = malloc(act))) goto nomem;
+    if (model_is_quantized(m) && !(s->act_tok = malloc(kern_act_q8_bytes((int)T, (int)h)))) goto nomem;
     return s;
 nomem:
     model_scratch_destroy(s);
@@ -281,7 +283,7 @@ static void run_matmuls(struct model_scratch *s, struct threadpool *tp, int coun
 static struct kern_mm mm_rows(const struct tensor *w, struct act_input a, int off, int n, float *y, int ldy)
 {
     size_t o = (size_t)off;
-    return (struct kern_mm){.w = w, .x = a.x + o * a.in, .xq = a.xq ? a.xq + o * (size_t)(a.in / Q8_0_BLOCK) : NULL,
+    return (struct kern_mm){.w = w, .x = a.x ? a.x + o * a.in : NULL, .xq = a.xq ? a.xq + o * (size_t)(a.in / Q8_0_BLOCK) : NULL,
                             .xb = a.xb ? a.xb + o * a.in : NULL, .n = n, .y = y, .ldy = ldy};
 }
 
@@ -404,10 +406,10 @@ static void attention(const struct model *m, struct model_scratch *s, struct kv_
  * expert has a single token. Rows of s->gate / s->up follow the input's. */
 static void experts_mlp(const struct model *m, struct model_scratch *s, struct threadpool *tp,
                         const struct expert_weights *const *w, const int *off, const int *n, int count,
-                        const float *x, float *out)
+                        const struct act_input *in, float *out)
 {
     int h = m->cfg.hidden_size, inter = (int)w[0]->gate.shape[0], rows = off[count - 1] + n[count - 1];
-    struct act_input a = prepare_input(m, s, tp, &w[0]->gate, x, rows);
+    struct act_input a = in->xq ? *in : prepare_input(m, s, tp, &w[0]->gate, in->x, rows);
     for (int i = 0; i < count; i++) {
         s->mm[2 * i] = mm_rows(&w[i]->gate, a, off[i], n[i], s->gate + (size_t)off[i] * inter, inter);
         s->mm[2 * i + 1] = mm_rows(&w[i]->up, a, off[i], n[i], s->up + (size_t)off[i] * inter, inter);
@@ -453,6 +455,32 @@ static void route(const struct model *m, struct model_scratch *s, struct threadp
     prof_end(s, MODEL_PHASE_ROUTER);
 }
 
+/* The experts' input: each token's normed row copied to the grouped row of each of its
+ * (token, expert) pairs (s->slot_of). For Q8_0 experts the rows are quantized once per token and
+ * the quantized rows are copied (a quarter of the bytes, an eighth of the quantizing); the bits
+ * are the same as quantizing the grouped rows. */
+static struct act_input group_inputs(const struct model *m, struct model_scratch *s, struct threadpool *tp, int l,
+                                     int n)
+{
+    const struct model_config *c = &m->cfg;
+    int K = c->num_experts_per_tok, h = c->hidden_size;
+    struct act_input in = {s->grouped_x, NULL, NULL, h};
+    if (m->weights->layers[l].experts[0].gate.dtype != TENSOR_DTYPE_Q8_0) {
+        for (int i = 0; i < n * K; i++)
+            memcpy(s->grouped_x + (size_t)s->slot_of[i] * h, s->xn + (size_t)(i / K) * h, (size_t)h * sizeof(float));
+        return in;
+    }
+    prof_end(s, MODEL_PHASE_MOE_GATHER);
+    kern_quantize_act(tp, s->xn, n, h, s->act_tok);
+    prof_end(s, MODEL_PHASE_QUANT_ACT);
+    size_t row = kern_act_q8_bytes(1, h);
+    for (int i = 0; i < n * K; i++)
+        memcpy((char *)s->act + (size_t)s->slot_of[i] * row, (const char *)s->act_tok + (size_t)(i / K) * row, row);
+    in.x = NULL;
+    in.xq = s->act;
+    return in;
+}
+
 /* Sparse MoE: route, group the (token, expert) pairs by expert with a counting sort, run each
  * expert that received tokens once over all of them, then add the weighted outputs back. */
 static void moe(const struct model *m, struct model_scratch *s, struct threadpool *tp, int l, int n)
@@ -467,10 +495,9 @@ static void moe(const struct model *m, struct model_scratch *s, struct threadpoo
     memset(s->expert_count, 0, (size_t)(E + 1) * sizeof(int)); /* reused as fill cursors */
     for (int i = 0; i < n * K; i++) {
         int e = s->topk_expert[i];
-        int slot = s->expert_offset[e] + s->expert_count[e]++;
-        s->slot_of[i] = slot;
-        memcpy(s->grouped_x + (size_t)slot * h, s->xn + (size_t)(i / K) * h, (size_t)h * sizeof(float));
+        s->slot_of[i] = s->expert_offset[e] + s->expert_count[e]++;
     }
+    struct act_input in = group_inputs(m, s, tp, l, n);
     /* the active experts, in expert order; their rows are contiguous in the grouped buffers */
     const struct expert_weights **active = s->active;
     int *act_off = s->active_off, *act_n = s->active_n, count = 0;
@@ -481,7 +508,7 @@ static void moe(const struct model *m, struct model_scratch *s, struct threadpoo
         act_n[count++] = s->expert_count[e];
     }
     prof_end(s, MODEL_PHASE_MOE_GATHER);
-    experts_mlp(m, s, tp, active, act_off, act_n, count, s->grouped_x, s->grouped_out);
+    experts_mlp(m, s, tp, active, act_off, act_n, count, &in, s->grouped_out);
     for (int t = 0; t < n; t++) {
         float *out = s->tmp + (size_t)t * h;
         memset(out, 0, (size_t)h * sizeof *out);
@@ -538,7 +565,8 @@ int model_forward(const struct model *m, struct model_scratch *s, struct kv_cach
         else {
             const struct expert_weights *mlp = &m->weights->layers[l].mlp;
             int zero = 0;
-            experts_mlp(m, s, tp, &mlp, &zero, &n, 1, s->xn, s->tmp);
+            struct act_input in = {s->xn, NULL, NULL, h};
+            experts_mlp(m, s, tp, &mlp, &zero, &n, 1, &in, s->tmp);
         }
         for (size_t i = 0; i < (size_t)n * h; i++) s->x[i] += s->tmp[i];
         prof_end(s, MODEL_PHASE_NORM);
