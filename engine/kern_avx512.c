@@ -302,52 +302,90 @@ INLINE __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3)
     return _mm512_castps512_ps128(v);
 }
 
-/* Scores of one query head against up to 4 rows (m of them; the others count as zero rows). */
-INLINE void scores4(const float *qg, int hd, const float *k, size_t ldk, int m, float scale, float *s)
+/* Scores of H query heads (H <= 2) against M rows (M <= 4; the others count as zero rows):
+ * 2 x 4 independent accumulator chains share each K load. H and M are constants at each call
+ * so the accumulators stay in registers. */
+INLINE void scores_hm(const float *q, int hd, const float *k, size_t ldk, const int H, const int M, float scale,
+                      float *s, int ld)
 {
-    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-    int d = 0;
-    for (; d + 16 <= hd; d += 16) {
-        __m512 qv = _mm512_loadu_ps(qg + d);
-        for (int j = 0; j < m; j++) acc[j] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(k + j * ldk + d), acc[j]);
+    __m512 acc[2][4];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) acc[h][j] = _mm512_setzero_ps();
+    for (int d = 0; d < hd; d += 16) {
+        __mmask16 mask = hd - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hd - d)) - 1);
+        __m512 kv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < M; j++) kv[j] = _mm512_maskz_loadu_ps(mask, k + j * ldk + d);
+#pragma GCC unroll 2
+        for (int h = 0; h < H; h++) {
+            __m512 qv = _mm512_maskz_loadu_ps(mask, q + (size_t)h * hd + d);
+#pragma GCC unroll 4
+            for (int j = 0; j < M; j++) acc[h][j] = _mm512_fmadd_ps(qv, kv[j], acc[h][j]);
+        }
     }
-    if (d < hd) {
-        __mmask16 mask = (__mmask16)((1u << (hd - d)) - 1);
-        __m512 qv = _mm512_maskz_loadu_ps(mask, qg + d);
-        for (int j = 0; j < m; j++)
-            acc[j] = _mm512_fmadd_ps(qv, _mm512_maskz_loadu_ps(mask, k + j * ldk + d), acc[j]);
+#pragma GCC unroll 2
+    for (int h = 0; h < H; h++) {
+        __m128 sums = _mm_mul_ps(reduce4(acc[h][0], acc[h][1], acc[h][2], acc[h][3]), _mm_set1_ps(scale));
+        float *sh = s + (size_t)h * ld;
+        if (M == 4) {
+            _mm_storeu_ps(sh, sums);
+        } else {
+            float out[4];
+            _mm_storeu_ps(out, sums);
+            for (int j = 0; j < M; j++) sh[j] = out[j];
+        }
     }
-    float out[4];
-    _mm_storeu_ps(out, _mm_mul_ps(reduce4(acc[0], acc[1], acc[2], acc[3]), _mm_set1_ps(scale)));
-    for (int j = 0; j < m; j++) s[j] = out[j];
+}
+
+/* One or two heads over all n rows. */
+INLINE void scores_rows(const float *q, int hd, const float *k, size_t ldk, int n, const int H, float scale, float *s,
+                        int ld)
+{
+    int i = 0;
+    for (; i + 4 <= n; i += 4) scores_hm(q, hd, k + (size_t)i * ldk, ldk, H, 4, scale, s + i, ld);
+    switch (n - i) {
+    case 3: scores_hm(q, hd, k + (size_t)i * ldk, ldk, H, 3, scale, s + i, ld); break;
+    case 2: scores_hm(q, hd, k + (size_t)i * ldk, ldk, H, 2, scale, s + i, ld); break;
+    case 1: scores_hm(q, hd, k + (size_t)i * ldk, ldk, H, 1, scale, s + i, ld); break;
+    default: break;
+    }
 }
 
 TARGET void kern__gqa_scores_avx512(const float *q, int G, int hd, const float *k, size_t ldk, int n, float scale,
                                     float *s, int ld)
 {
-    for (int g = 0; g < G; g++)
-        for (int i = 0; i < n; i += 4)
-            scores4(q + (size_t)g * hd, hd, k + (size_t)i * ldk, ldk, n - i < 4 ? n - i : 4, scale,
-                    s + (size_t)g * ld + i);
+    int g = 0;
+    for (; g + 2 <= G; g += 2) scores_rows(q + (size_t)g * hd, hd, k, ldk, n, 2, scale, s + (size_t)g * ld, ld);
+    if (g < G) scores_rows(q + (size_t)g * hd, hd, k, ldk, n, 1, scale, s + (size_t)g * ld, ld);
 }
 
-/* out[g] += w[g][i] * v_i in row order, 16 dimensions at a time for up to 8 heads, the
- * accumulators kept in registers across the rows. */
+/* out[g] += w[g][i] * v_i in row order for GN heads, 16 dimensions at a time, the
+ * accumulators kept in registers across the rows (GN constant at each call). */
+INLINE void acc_heads(float *out, int hd, int d, __mmask16 mask, const float *v, size_t ldv, int n, const float *w,
+                      int ld, const int GN)
+{
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (int g = 0; g < GN; g++) acc[g] = _mm512_maskz_loadu_ps(mask, out + (size_t)g * hd + d);
+    for (int i = 0; i < n; i++) {
+        __m512 vv = _mm512_maskz_loadu_ps(mask, v + (size_t)i * ldv + d);
+#pragma GCC unroll 8
+        for (int g = 0; g < GN; g++) acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(w[(size_t)g * ld + i]), vv, acc[g]);
+    }
+#pragma GCC unroll 8
+    for (int g = 0; g < GN; g++) _mm512_mask_storeu_ps(out + (size_t)g * hd + d, mask, acc[g]);
+}
+
 TARGET void kern__gqa_acc_avx512(float *out, int G, int hd, const float *v, size_t ldv, int n, const float *w, int ld)
 {
     for (int d = 0; d < hd; d += 16) {
         __mmask16 mask = hd - d >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hd - d)) - 1);
-        for (int g0 = 0; g0 < G; g0 += 8) {
-            int gn = G - g0 < 8 ? G - g0 : 8;
-            __m512 acc[8];
-            for (int g = 0; g < gn; g++) acc[g] = _mm512_maskz_loadu_ps(mask, out + (size_t)(g0 + g) * hd + d);
-            for (int i = 0; i < n; i++) {
-                __m512 vv = _mm512_maskz_loadu_ps(mask, v + (size_t)i * ldv + d);
-                for (int g = 0; g < gn; g++)
-                    acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(w[(size_t)(g0 + g) * ld + i]), vv, acc[g]);
-            }
-            for (int g = 0; g < gn; g++) _mm512_mask_storeu_ps(out + (size_t)(g0 + g) * hd + d, mask, acc[g]);
-        }
+        int g0 = 0;
+        for (; g0 + 8 <= G; g0 += 8)
+            acc_heads(out + (size_t)g0 * hd, hd, d, mask, v, ldv, n, w + (size_t)g0 * ld, ld, 8);
+        for (; g0 < G; g0++) acc_heads(out + (size_t)g0 * hd, hd, d, mask, v, ldv, n, w + (size_t)g0 * ld, ld, 1);
     }
 }
 
