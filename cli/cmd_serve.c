@@ -213,6 +213,8 @@ int cmd_serve(int argc, char **argv)
     hc.test_stall_engine_ms = t ? atoi(t) : 0;
     t = getenv("MOESERVE_TEST_FAIL_AFTER_TOKENS");
     hc.test_fail_after_tokens = t ? atoi(t) : 0;
+    t = getenv("MOESERVE_TEST_KILL_ENGINE_AFTER_STEPS"); /* the engine thread dies after N steps */
+    o.engine.test_exit_after_steps = t ? atoi(t) : 0;
     hc.connection_timeout_s = (int)o.keep_alive;
     hc.sse_ping_interval_s = o.ping;
     hc.default_thinking_budget = (int)o.thinking_budget;

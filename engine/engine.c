@@ -36,7 +36,7 @@ struct engine {
     uint64_t *taken_aborts;
     int n_taken_aborts, cap_taken_aborts;
 
-    /* `lock` guards the inbox, the aborts, `stopping` and `published` */
+    /* `lock` guards the inbox, the aborts, `stopping`, `dead` and `published` */
     pthread_mutex_t lock;
     pthread_cond_t wake;
     struct request **inbox;
@@ -44,6 +44,7 @@ struct engine {
     uint64_t *aborts;
     int n_aborts, cap_aborts;
     bool stopping;
+    bool dead;                           /* the engine thread has exited: submissions are refused */
     struct engine_stats published;       /* snapshot for engine_get_stats */
     pthread_t thread;
     bool thread_started;
@@ -231,7 +232,6 @@ static void publish_stats(struct engine *e)
     c->preemptions = sched_num_preemptions(e->sched);
     c->forward = *model_scratch_profile(e->scratch);
     c->last_step_at = ms_now();
-    c->alive = true;
     pthread_mutex_lock(&e->lock);
     e->published = *c;
     pthread_mutex_unlock(&e->lock);
@@ -259,18 +259,22 @@ static void take_inbox_locked(struct engine *e)
     e->n_aborts = 0;
 }
 
+/* Ends a request that never reached the scheduler with its one final event. */
+static void end_unqueued(struct engine *e, struct request *r, enum finish_reason why, const char *error)
+{
+    struct stream_event ev = {.finish = why, .token = -1, .prompt_tokens = r->n_prompt};
+    if (error) ms_strlcpy(ev.error, error, sizeof ev.error);
+    e->counters.finished[why]++;
+    stream_push(r->stream, &ev);
+    request_destroy(r);
+}
+
 static void apply_inbox(struct engine *e)
 {
     for (int i = 0; i < e->n_taken_inbox; i++) {
         struct ms_err err = {{0}};
         struct request *r = e->taken_inbox[i];
-        if (sched_add_request(e->sched, r, &err)) {
-            struct stream_event ev = {.finish = FINISH_ERROR, .token = -1, .prompt_tokens = r->n_prompt};
-            ms_strlcpy(ev.error, err.msg, sizeof ev.error);
-            e->counters.finished[FINISH_ERROR]++;
-            stream_push(r->stream, &ev);
-            request_destroy(r);
-        }
+        if (sched_add_request(e->sched, r, &err)) end_unqueued(e, r, FINISH_ERROR, err.msg);
     }
     e->n_taken_inbox = 0;
     for (int i = 0; i < e->n_taken_aborts; i++) {
@@ -292,9 +296,45 @@ int engine_step(struct engine *e)
     return sched_num_running(e->sched) + sched_num_waiting(e->sched);
 }
 
+/* The engine thread's way out, whether engine_destroy asked for it (`stopping`) or the thread
+ * died: a pthread_exit anywhere below engine_main runs this as a cleanup handler (nothing
+ * cancels the engine thread, so it never runs with e->lock held). No request may be left
+ * without its final event, or its connection would wait for it forever: everything queued or
+ * not yet taken ends, with FINISH_ABORT on shutdown and FINISH_ERROR after a death. `dead` is set
+ * in the same critical section that takes the inbox, so engine_submit either queued a request
+ * that is taken here or refuses it; and `alive` is published false before any final event is
+ * pushed, so a client that sees its request fail finds /health already 503. After a death in
+ * the middle of a step the scheduler may be inconsistent; ending every request is still the
+ * best that can be done. */
+static void engine_thread_exit(void *arg)
+{
+    struct engine *e = arg;
+    pthread_mutex_lock(&e->lock);
+    bool died = !e->stopping;
+    e->dead = true;
+    e->published.alive = false;
+    take_inbox_locked(e);
+    pthread_mutex_unlock(&e->lock);
+    e->counters.alive = false;
+    enum finish_reason why = died ? FINISH_ERROR : FINISH_ABORT;
+    const char *msg = died ? "the engine stopped unexpectedly" : NULL;
+    if (died)
+        fprintf(stderr, "moeserve: engine: the engine thread exited unexpectedly after %llu steps; failing %d queued "
+                "request(s); new requests are refused until the server is restarted\n",
+                (unsigned long long)e->counters.steps,
+                sched_num_running(e->sched) + sched_num_waiting(e->sched) + e->n_taken_inbox);
+    for (int i = 0; i < e->n_taken_inbox; i++) end_unqueued(e, e->taken_inbox[i], why, msg);
+    e->n_taken_inbox = 0;
+    e->n_taken_aborts = 0;
+    struct request *r;
+    while ((r = sched_any(e->sched))) finish(e, r, why, msg);
+    publish_stats(e);
+}
+
 static void *engine_main(void *arg)
 {
     struct engine *e = arg;
+    pthread_cleanup_push(engine_thread_exit, e);
     for (;;) {
         pthread_mutex_lock(&e->lock);
         while (!e->stopping && e->n_inbox == 0 && e->n_aborts == 0 && !sched_any(e->sched)) {
@@ -311,13 +351,10 @@ static void *engine_main(void *arg)
         if (stopping) break;
         if (sched_any(e->sched)) step(e);
         publish_stats(e);
+        if (e->cfg.test_exit_after_steps > 0 && e->counters.steps >= (uint64_t)e->cfg.test_exit_after_steps)
+            pthread_exit(NULL); /* test hook: the thread dies here, its requests still queued */
     }
-    struct request *r;
-    while ((r = sched_any(e->sched))) finish(e, r, FINISH_ABORT, NULL);
-    publish_stats(e);
-    pthread_mutex_lock(&e->lock);
-    e->published.alive = false;
-    pthread_mutex_unlock(&e->lock);
+    pthread_cleanup_pop(1);
     return NULL;
 }
 
@@ -366,6 +403,7 @@ struct engine *engine_create(const struct model *m, const struct engine_config *
         !(e->scratch = model_scratch_create(m, cfg->max_num_batched_tokens, err)) ||
         !(e->sampler = sampler_create(mc->vocab_size, err)) || alloc_buffers(e, err))
         goto fail;
+    e->counters.alive = true;
     publish_stats(e);
     if (cfg->manual_step) return e;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
@@ -504,6 +542,7 @@ int engine_submit(struct engine *e, const struct engine_request_params *p, struc
      * inbox after it sees `stopping`, so no accepted request is left without a final event */
     pthread_mutex_lock(&e->lock);
     if (e->stopping) rc = ms_err_set(err, MS_ERR_UNSUPPORTED, "the engine is shutting down");
+    else if (e->dead) rc = ms_err_set(err, MS_ERR_IO, "the engine is not running (it stopped unexpectedly)");
     else if (!inbox_push_locked(e, r)) rc = ms_err_set(err, MS_ERR_NOMEM, "out of memory queueing a request");
     else pthread_cond_signal(&e->wake);
     pthread_mutex_unlock(&e->lock);
@@ -518,6 +557,10 @@ int engine_submit(struct engine *e, const struct engine_request_params *p, struc
 void engine_abort(struct engine *e, uint64_t id)
 {
     pthread_mutex_lock(&e->lock);
+    if (e->dead) { /* every request has ended already; nothing would ever take the abort */
+        pthread_mutex_unlock(&e->lock);
+        return;
+    }
     if (e->n_aborts == e->cap_aborts) {
         int cap = e->cap_aborts ? e->cap_aborts * 2 : 32;
         uint64_t *grown = realloc(e->aborts, (size_t)cap * sizeof *grown);

@@ -30,6 +30,10 @@ struct engine_config {
     bool prefix_caching;        /* default true */
     int threads;                /* compute threads (default: cores) */
     bool manual_step;           /* tests: no engine thread; the caller drives engine_step */
+    /* test hook (MOESERVE_TEST_KILL_ENGINE_AFTER_STEPS, tests/hardening only): the engine thread
+     * exits after this many steps as if it had died (pthread_exit, its requests left queued);
+     * 0: off. Costs one comparison per step. */
+    int test_exit_after_steps;
 };
 
 /* Fills every zero field of cfg with its default for model m, then checks the whole config.
@@ -44,10 +48,16 @@ struct engine *engine_create(const struct model *m, const struct engine_config *
 /* Stops the engine thread; every request still queued gets a final FINISH_ABORT event. */
 void engine_destroy(struct engine *e);
 
+/* If the engine thread ever exits other than through engine_destroy (it died), every request it
+ * held or had not yet taken gets a final FINISH_ERROR event, engine_submit refuses new ones
+ * (MS_ERR_IO, "the engine is not running"), and engine_stats.alive turns false before any of
+ * those final events is pushed. */
+
 /* Validates and queues a request (any thread). On success the engine holds its own reference to
  * `stream` and will push exactly one final event; *id_out names the request for engine_abort.
- * On failure nothing was queued and err says which field is wrong (MS_ERR_INVALID), or that
- * the request can never fit in the KV cache. */
+ * On failure nothing was queued and err says which field is wrong or that the request can never
+ * fit in the KV cache (MS_ERR_INVALID: the request's fault), or that the engine is shutting down
+ * (MS_ERR_UNSUPPORTED) or is not running (MS_ERR_IO). */
 int engine_submit(struct engine *e, const struct engine_request_params *p, struct stream *stream,
                   uint64_t *id_out, struct ms_err *err);
 

@@ -128,20 +128,22 @@ static int hash_prefix(struct request *r, int block_size)
 /* Admission: take cached prefix blocks, then new blocks for the first chunk; all or nothing. */
 static bool admit(struct scheduler *s, struct request *r, int *chunk, int budget)
 {
-    int bs = s->cfg.block_size, hits = 0, hits_free = 0;
+    int bs = s->cfg.block_size, hits = 0, hits_free = 0, full = 0;
     if (s->cfg.prefix_caching) {
-        int full = hash_prefix(r, bs);
+        full = hash_prefix(r, bs);
         for (; hits < full; hits++) {
             int blk = kv_pool_lookup(s->pool, r->block_hashes[hits]);
             if (blk < 0) break;
             hits_free += kv_pool_ref_count(s->pool, blk) == 0;
         }
-        if (!r->admitted_once) kv_pool_count_query(s->pool, full * bs, hits * bs);
     }
     int computed = hits * bs;
     int n = r->n_tokens - computed < budget ? r->n_tokens - computed : budget;
     int need_new = (computed + n + bs - 1) / bs - hits;
     if (need_new + hits_free > kv_pool_num_free(s->pool)) return false;
+    /* counted once per request, at its first admission: a request that waits for blocks is
+     * looked up again every step, and counting each try inflated the queries under KV pressure */
+    if (s->cfg.prefix_caching && !r->admitted_once) kv_pool_count_query(s->pool, full * bs, hits * bs);
     for (int b = 0; b < hits; b++) {
         int blk = kv_pool_lookup(s->pool, r->block_hashes[b]);
         kv_pool_ref(s->pool, blk);

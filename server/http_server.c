@@ -767,11 +767,17 @@ static int job_submit(struct job *j, struct oa_error *e)
         struct engine_request_params p;
         fill_params(j, ch, i % j->req.n, &p);
         struct ms_err err = {{0}};
-        if (engine_submit(s->engine, &p, ch->stream, &ch->eid, &err)) {
+        int rc = engine_submit(s->engine, &p, ch->stream, &ch->eid, &err);
+        if (rc) {
             /* the ones submitted stay counted until they finish or job_free releases them */
             atomic_fetch_sub(&s->inflight_choices, j->n_choices - i);
             job_abort(j, false);
-            return oa_error_set(e, 400, NULL, NULL, "%s", err.msg);
+            if (rc == MS_ERR_INVALID) return oa_error_set(e, 400, NULL, NULL, "%s", err.msg);
+            /* the request is fine but the engine cannot take it: it is stopping, or it died
+             * (then /health is 503 and a load balancer retries elsewhere) */
+            if (rc == MS_ERR_UNSUPPORTED) return oa_error_set(e, 503, NULL, "shutting_down", "%s", err.msg);
+            if (rc == MS_ERR_IO) return oa_error_set(e, 503, NULL, "engine_unavailable", "%s", err.msg);
+            return oa_error_set(e, 500, NULL, NULL, "%s", err.msg);
         }
         ch->submitted = true;
     }

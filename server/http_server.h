@@ -81,7 +81,8 @@ int http_server_active(struct http_server *s);
  * [DONE]). Their connections notice within 50 ms; watch http_server_active. */
 void http_server_abort_all(struct http_server *s);
 
-/* Aborts what still runs, stops the daemon and frees. The engine must still be running. */
+/* Aborts what still runs, stops the daemon and frees. The engine must not be destroyed yet (a dead
+ * engine thread is fine: it ended every request when it exited). */
 void http_server_destroy(struct http_server *s);
 
 #endif
