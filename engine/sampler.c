@@ -149,9 +149,9 @@ static int by_logit_desc(const void *a, const void *b, void *key)
     return *(const int32_t *)a < *(const int32_t *)b ? -1 : 1;
 }
 
-/* Candidates sorted by logit, descending: the top k when top_k is set (a bounded insertion), or
- * the whole vocabulary when top_p needs an order. Returns their count. */
-static int candidates(struct sampler *s, const float *logits, int top_k, bool need_order)
+/* The candidates: the top k sorted by logit, descending, when top_k is set (a bounded
+ * insertion), else the whole vocabulary in index order. Returns their count. */
+static int candidates(struct sampler *s, const float *logits, int top_k)
 {
     int vocab = s->vocab, n = 0;
     if (top_k > 0 && top_k < vocab) {
@@ -167,19 +167,51 @@ static int candidates(struct sampler *s, const float *logits, int top_k, bool ne
         return n;
     }
     for (int i = 0; i < vocab; i++) s->cand[i] = i;
-    if (need_order) qsort_r(s->cand, (size_t)vocab, sizeof *s->cand, by_logit_desc, (void *)logits);
     return vocab;
+}
+
+/* top_p over the whole vocabulary (no top_k): only the tokens that can be in the nucleus are
+ * sorted. The nucleus is a prefix of the tokens by falling logit, so once the tokens within
+ * `spread` of the maximum hold top_p of the mass, it lies among them; the spread doubles until
+ * they do (a few hundred tokens for a peaked distribution, instead of sorting 151k). Fills
+ * s->cand / s->prob with them in order and returns their count; *sum is the whole mass. */
+static int nucleus_candidates(struct sampler *s, const float *logits, const struct sampling_params *p, double *sum)
+{
+    int vocab = s->vocab;
+    float max = logits[sampler_argmax(logits, vocab)];
+    double total = 0;
+    for (int i = 0; i < vocab; i++) total += s->prob[i] = expf((logits[i] - max) / p->temperature);
+    int n = 0;
+    for (float spread = 8 * p->temperature;; spread *= 2) {
+        double mass = 0;
+        n = 0;
+        for (int i = 0; i < vocab; i++)
+            if (logits[i] >= max - spread) {
+                s->cand[n++] = i;
+                mass += s->prob[i];
+            }
+        if (mass >= p->top_p * total || n == vocab || !(spread < INFINITY)) break;
+    }
+    qsort_r(s->cand, (size_t)n, sizeof *s->cand, by_logit_desc, (void *)logits);
+    for (int i = 0; i < n; i++) s->prob[i] = expf((logits[s->cand[i]] - max) / p->temperature);
+    *sum = total;
+    return n;
 }
 
 static int32_t sample_processed(struct sampler *s, const float *logits, const struct sampling_params *p,
                                 struct sampler_rng *rng)
 {
-    int n = candidates(s, logits, p->top_k, p->top_p < 1.0f);
-    float max = logits[s->cand[0]];
-    if (p->top_k <= 0 && p->top_p >= 1.0f)
-        for (int i = 0; i < n; i++) max = logits[s->cand[i]] > max ? logits[s->cand[i]] : max;
     double sum = 0;
-    for (int i = 0; i < n; i++) sum += s->prob[i] = expf((logits[s->cand[i]] - max) / p->temperature);
+    int n;
+    if ((p->top_k <= 0 || p->top_k >= s->vocab) && p->top_p < 1.0f) {
+        n = nucleus_candidates(s, logits, p, &sum);
+    } else {
+        n = candidates(s, logits, p->top_k);
+        float max = logits[s->cand[0]];
+        if (p->top_k <= 0 || p->top_k >= s->vocab)
+            for (int i = 0; i < n; i++) max = logits[s->cand[i]] > max ? logits[s->cand[i]] : max;
+        for (int i = 0; i < n; i++) sum += s->prob[i] = expf((logits[s->cand[i]] - max) / p->temperature);
+    }
     if (p->top_p < 1.0f) { /* smallest prefix whose mass reaches top_p */
         double acc = 0;
         int keep = n;
