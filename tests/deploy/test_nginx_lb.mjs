@@ -18,6 +18,9 @@ function check(what, cond, detail = "") {
   else { failed++; console.log(`FAIL ${what} ${detail}`); }
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Sanitized builds run many times slower: deadlines are multiplied by MS_TEST_TIME_SCALE
+// (tests/CMakeLists.txt; 1 in the normal build).
+const SCALE = Math.max(1, Number(process.env.MS_TEST_TIME_SCALE) || 1);
 function freePort() {
   return new Promise((resolve) => {
     const s = createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
@@ -33,7 +36,7 @@ async function waitHealthy(url, ms) {
 }
 function startReplica(port, name) {
   const p = spawn(moeserve, ["serve", "--model", model, "--host", "127.0.0.1", "--port", String(port),
-    "--shutdown-timeout", "30", "--max-num-seqs", "8", "--served-model-name", "tiny"],
+    "--shutdown-timeout", String(30 * SCALE), "--max-num-seqs", "8", "--served-model-name", "tiny"],
     { stdio: ["ignore", "ignore", "pipe"] });
   let log = "";
   p.stderr.on("data", (d) => { log += d; });
@@ -103,15 +106,15 @@ async function requestsServed(port) {
 async function main() {
   const [p1, p2, pn] = [await freePort(), await freePort(), await freePort()];
   const r1 = startReplica(p1, "replica-1"), r2 = startReplica(p2, "replica-2");
-  check("replica 1 healthy", await waitHealthy(`http://127.0.0.1:${p1}/health`, 60000), r1.log());
-  check("replica 2 healthy", await waitHealthy(`http://127.0.0.1:${p2}/health`, 60000), r2.log());
+  check("replica 1 healthy", await waitHealthy(`http://127.0.0.1:${p1}/health`, 60000 * SCALE), r1.log());
+  check("replica 2 healthy", await waitHealthy(`http://127.0.0.1:${p2}/health`, 60000 * SCALE), r2.log());
   const conf = nginxConfig([p1, p2], pn);
   const t = spawnSync("nginx", ["-t", "-c", conf, "-p", work], { encoding: "utf8" });
   check("nginx accepts the compose configuration", t.status === 0, t.stderr);
   const nginx = spawn("nginx", ["-c", conf, "-p", work, "-g", "daemon off;"], { stdio: "ignore" });
   children.push(nginx);
   const base = `http://127.0.0.1:${pn}`;
-  check("nginx proxies /health", await waitHealthy(`${base}/health`, 10000));
+  check("nginx proxies /health", await waitHealthy(`${base}/health`, 10000 * SCALE));
 
   // 1. spread: 16 requests, 4 at a time
   for (let i = 0; i < 4; i++)
@@ -136,7 +139,7 @@ async function main() {
   r1.kill("SIGTERM");
   await sleep(100);
   let drain503 = false;
-  for (let i = 0; i < 20 && !drain503; i++) {
+  for (let i = 0; i < 20 * SCALE && !drain503; i++) {
     try { drain503 = (await fetch(`http://127.0.0.1:${p1}/health`)).status === 503; } catch { break; }
     await sleep(50);
   }
@@ -146,7 +149,7 @@ async function main() {
   const results = await Promise.all(streams);
   const ok = results.filter((r) => r.done && streamTokens(r.events).n === 600 && streamTokens(r.events).finish === "length");
   check(`all in-flight streams completed (${ok.length}/4)`, ok.length === 4);
-  const code = await Promise.race([r1.exitCode_, sleep(35000).then(() => "timeout")]);
+  const code = await Promise.race([r1.exitCode_, sleep(35000 * SCALE).then(() => "timeout")]);
   check(`drained replica exited 0 (${code})`, code === 0, r1.log().slice(-2000));
   const after = await chat(base, { max_tokens: 4 });
   check("the other replica still serves", after.status === 200);
@@ -158,7 +161,12 @@ try {
   failed++;
   console.log(`FAIL ${e.stack || e}`);
 } finally {
-  for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
+  // nginx's master gets SIGTERM and time to stop its workers: a SIGKILLed master leaves them
+  // running (orphaned, still listening on the test's port)
+  const exits = children.filter((c) => c.exitCode === null && c.signalCode === null)
+    .map((c) => new Promise((r) => { c.once("exit", r); c.kill(c.spawnargs[0] === "nginx" ? "SIGTERM" : "SIGKILL"); }));
+  await Promise.race([Promise.all(exits), sleep(5000)]);
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
 }
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed ? 1 : 0);

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { metrics, waitFor } from '../server/helpers.mjs';
+import { metrics, waitFor, scaled, TIME_SCALE } from '../server/helpers.mjs';
 import { rawHttp, httpBytes, sleep, startServerN, hardNofile, openStream } from './raw.mjs';
 
 const COMP = '/v1/completions', CHAT = '/v1/chat/completions';
@@ -59,7 +59,7 @@ test('1,000 idle connections and a slowloris: /health within 1 s, requests compl
     note(`1000 idle + 20 slowloris connections: /health ${h.map((x) => x.status).join(',')}, slowest ${maxMs.toFixed(1)} ms; ` +
       `4 completions ${reqs.map((r) => r.status).join(',')} in at most ${Math.max(...reqs.map((r) => r.ms))} ms`);
     assert.ok(h.every((x) => x.status === 200), JSON.stringify(h));
-    assert.ok(maxMs < 1000, `slowest /health ${maxMs} ms`);
+    assert.ok(maxMs < scaled(1000), `slowest /health ${maxMs} ms`);
     for (const r of reqs) {
       assert.equal(r.status, 200, r.body);
       assert.equal(r.json.usage.completion_tokens, 16);
@@ -86,7 +86,7 @@ test('per-IP and total connection limits: extra connections are closed at once, 
     note(`11th connection from one address: ${extra.status === 0 ? 'closed without a response' : extra.status} after ${Date.now() - t0} ms`);
     assert.equal(extra.status, 0, 'the 11th connection gets no response');
     assert.ok(extra.closed || extra.error, JSON.stringify(extra));
-    assert.ok(Date.now() - t0 < 2000);
+    assert.ok(Date.now() - t0 < scaled(2000));
   } finally {
     for (const s of held) s.destroy();
   }
@@ -115,21 +115,30 @@ test('SSE readers that stop reading stall neither other streams nor the engine',
     let out = '';
     p.stdout.on('data', (d) => { out += d; });
     return { paused: waitFor(() => out.includes('paused'), 10000, 'the slow reader to pause'),
-      result: new Promise((resolve) => p.on('exit', () => resolve(JSON.parse(out.split('\n').filter(Boolean).at(-1))))) };
+      result: new Promise((resolve) => p.on('exit', () => {
+        try { resolve(JSON.parse(out.split('\n').filter(Boolean).at(-1))); } catch { resolve({ bytes: 0, done: false, out }); }
+      })) };
   });
   await Promise.all(slow.map((s) => s.paused));
   await sleep(300);
+  const stepsBefore = (await metrics(srv.base))['moeserve:engine_steps_total'];
   const during = await measure();
+  const steps = (await metrics(srv.base))['moeserve:engine_steps_total'] - stepsBefore;
   // the engine finishes the slow readers' requests (2,000 tokens each) although nobody reads them
   const m = await waitFor(async () => {
     const x = await metrics(srv.base);
     return x['moeserve:num_requests_running'] === 0 && x['moeserve:kv_cache_usage_perc'] === 0 ? x : null;
   }, 60000, 'the slow readers\' requests to finish in the engine');
   const generated = m['moeserve:generation_tokens_total'] - before['moeserve:generation_tokens_total'];
-  note(`token rate of a normal stream: ${base.rate.toFixed(0)}/s alone, ${during.rate.toFixed(0)}/s beside 2 stalled readers; ` +
-    `the engine generated ${generated} tokens meanwhile (2 x 2000 unread + ${during.n})`);
+  note(`token rate of a normal stream: ${base.rate.toFixed(0)}/s alone, ${during.rate.toFixed(0)}/s beside 2 stalled readers ` +
+    `(${during.n} tokens in ${steps} engine steps); the engine generated ${generated} tokens meanwhile (2 x 2000 unread + ${during.n})`);
   assert.equal(during.n, base.n);
-  assert.ok(during.rate > base.rate * 0.2, `rate ${during.rate} vs ${base.rate}`);
+  // Not stalled: the stream got a token from (nearly) every engine step while it ran (one prefill
+  // step, and a step or two after its last token before the metrics were read, are the rest).
+  // The rate itself also pays for the stalled readers' requests (2 more sequences with top-20
+  // logprobs each step), which sanitizers make many times dearer: compared only unsanitized.
+  assert.ok(during.n >= steps - 5, `${during.n} tokens in ${steps} steps`);
+  if (TIME_SCALE === 1) assert.ok(during.rate > base.rate * 0.2, `rate ${during.rate} vs ${base.rate}`);
   assert.ok(generated >= 4000, `${generated}`);
   // the stalled readers, once they read again, get their whole streams
   const results = await Promise.all(slow.map((s) => s.result));
@@ -162,7 +171,7 @@ test('200 streams cancelled by their clients after 0.5 s: KV pool empty within 1
   const aborts = m['moeserve:client_disconnect_aborts_total'] - before['moeserve:client_disconnect_aborts_total'];
   note(`200 cancelled streams (running ${mid['moeserve:num_requests_running']}, waiting ${mid['moeserve:num_requests_waiting']}, ` +
     `KV ${(mid['moeserve:kv_cache_usage_perc'] * 100).toFixed(1)}% at 0.5 s): KV empty and nothing running ${ms.toFixed(0)} ms after the cancel; ${aborts} disconnect aborts`);
-  assert.ok(ms < 1000, `${ms} ms`);
+  assert.ok(ms < scaled(1000), `${ms} ms`);
   const r = await rawHttp(srv.port, httpBytes('POST', COMP, { body: JSON.stringify({ prompt: 'Hello', max_tokens: 12, ignore_eos: true }) }));
   assert.equal(r.status, 200, r.body);
   assert.equal(r.json.usage.completion_tokens, 12);
@@ -191,6 +200,6 @@ test('a burst beyond --max-queued-requests: 429 + Retry-After within 100 ms, the
     assert.equal(r.json.error.type, 'rate_limit_error');
     assert.equal(r.json.error.code, 'queue_full');
   }
-  assert.ok(times.at(-1) < 100, `429s took up to ${times.at(-1)} ms`);
+  assert.ok(times.at(-1) < scaled(100), `429s took up to ${times.at(-1)} ms`);
   await srv.stop();
 });

@@ -41,6 +41,7 @@ export function parseResponse(buf) {
 
 // Sends `bytes` on a fresh connection and resolves with the parsed response once it is complete
 // (or the server closes): { status, headers, body, json, closed, ms } or { status: 0, error }.
+// timeoutMs is a deadline, scaled by MS_TEST_TIME_SCALE (tests/server/helpers.mjs).
 export function rawHttp(port, bytes, { timeoutMs = 15000 } = {}) {
   return new Promise((resolve) => {
     const t0 = Date.now();
@@ -54,7 +55,7 @@ export function rawHttp(port, bytes, { timeoutMs = 15000 } = {}) {
       const r = parseResponse(buf) || { status: 0, raw: buf.toString('latin1').slice(0, 300) };
       resolve({ ...r, ...extra, ms: Date.now() - t0 });
     };
-    const timer = setTimeout(() => finish({ error: 'timeout' }), timeoutMs);
+    const timer = setTimeout(() => finish({ error: 'timeout' }), scaled(timeoutMs));
     sock.on('connect', () => sock.write(bytes));
     sock.on('data', (d) => { buf = Buffer.concat([buf, d]); if (parseResponse(buf)) finish({}); });
     sock.on('error', (e) => finish({ error: e.code }));
@@ -82,7 +83,13 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // `nofile` first (through sh's ulimit; fails the start if the hard limit is lower).
 import { spawn, spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { BIN, TINY } from '../server/helpers.mjs';
+import { after } from 'node:test';
+
+// Servers a failed test did not stop: killed when the file's tests are over, so the test
+// process ends (with the failure) instead of waiting on its children until CTest's timeout.
+const liveServers = new Set();
+after(() => { for (const c of liveServers) c.kill('SIGKILL'); });
+import { BIN, TINY, scaled } from '../server/helpers.mjs';
 
 export function hardNofile() {
   return Number(spawnSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim()) || Infinity;
@@ -97,9 +104,10 @@ export async function startServerN(opts = {}) {
   let log = '';
   child.stdout.on('data', (d) => { log += d; });
   child.stderr.on('data', (d) => { log += d; });
-  const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  liveServers.add(child);
+  const exited = new Promise((resolve) => child.on('exit', (code, signal) => { liveServers.delete(child); resolve({ code, signal }); }));
   const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), 30000);
+    const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), scaled(30000));
     child.stderr.on('data', () => {
       const m = log.match(/ready: .* on http:\/\/127\.0\.0\.1:(\d+)/);
       if (m) { clearTimeout(timer); resolve(Number(m[1])); }

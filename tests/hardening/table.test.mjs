@@ -6,7 +6,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startServer } from '../server/helpers.mjs';
+import { startServer, scaled } from '../server/helpers.mjs';
 import { rawHttp, httpBytes, sleep } from './raw.mjs';
 
 const CHAT = '/v1/chat/completions', COMP = '/v1/completions';
@@ -218,7 +218,7 @@ describe('hostile request table', () => {
     assert.equal(e.status, 413, JSON.stringify(e));
     assert.equal(e.json.error.code, 'request_too_large');
     assert.match(e.json.error.message, /8388608 bytes/);
-    assert.ok(e.ms < 2000, `${e.ms} ms`);
+    assert.ok(e.ms < scaled(2000), `${e.ms} ms`);
     // without it the client sends at full speed: the server answers 413 (or closes) after reading
     // at most a little of it; count what the socket took before it was closed
     const res = await new Promise((resolve) => {
@@ -237,11 +237,11 @@ describe('hostile request table', () => {
       const end = () => { if (!stop) { stop = true; resolve({ sent, head: got.toString().slice(0, 40), ms: Date.now() - t0 }); } };
       sock.on('error', end);
       sock.on('close', end);
-      setTimeout(() => { end(); sock.destroy(); }, 20000).unref();
+      setTimeout(() => { end(); sock.destroy(); }, scaled(20000)).unref();
     });
     // what was "sent" includes what sat in the two kernels' socket buffers when the server closed
     assert.ok(res.sent <= 32 << 20, `the client got ${res.sent} bytes out before the server closed (${res.ms} ms)`);
-    assert.ok(res.ms < 5000, `${res.ms} ms`);
+    assert.ok(res.ms < scaled(5000), `${res.ms} ms`);
     assert.ok(res.head === '' || res.head.startsWith('HTTP/1.1 413'), res.head);
     console.log(`# 100 MB body without Expect: refused after the client wrote ${(res.sent / 1048576).toFixed(1)} MiB in ${res.ms} ms (${res.head ? '413 seen' : 'connection closed'})`);
     // chunked (no Content-Length): cut off once the limit is passed
@@ -260,7 +260,7 @@ describe('hostile request table', () => {
       const end = () => { if (!stop) { stop = true; resolve({ sent, got }); } };
       sock.on('error', end);
       sock.on('close', end);
-      setTimeout(() => { end(); sock.destroy(); }, 20000).unref();
+      setTimeout(() => { end(); sock.destroy(); }, scaled(20000)).unref();
     });
     assert.ok(c.sent <= 40 << 20, `chunked: ${c.sent} bytes out`);
     assert.ok(c.got === '' || c.got.startsWith('HTTP/1.1 413'), c.got.slice(0, 40));

@@ -3,7 +3,7 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startServer, request, getJSON, postJSON, metrics, waitFor } from './helpers.mjs';
+import { startServer, request, getJSON, postJSON, metrics, waitFor, scaled } from './helpers.mjs';
 
 function assertError(r, status, param) {
   assert.equal(r.status, status, r.body);
@@ -226,7 +226,7 @@ describe('limits', () => {
     assert.equal(r.json.error.type, 'rate_limit_error');
     ctrl.abort();
     // once the streams are gone, requests are accepted again
-    const until = Date.now() + 10000;
+    const until = Date.now() + scaled(10000);
     let st = 0;
     while (Date.now() < until && (st = (await postJSON(srv.base, '/v1/completions', { prompt: 'hi', max_tokens: 2 })).status) !== 200)
       await new Promise((res) => setTimeout(res, 50));

@@ -11,6 +11,12 @@ export const MODELS = process.env.MS_MODELS || path.resolve('build/models');
 export const SOURCE_DIR = process.env.MS_SOURCE_DIR || path.resolve('.');
 export const TINY = path.join(MODELS, 'tiny');
 
+// Sanitized builds (docs/SANITIZERS.md) run many times slower: every deadline a test sets (a wait,
+// a timeout, an upper bound on a latency) is multiplied by MS_TEST_TIME_SCALE, which
+// tests/CMakeLists.txt sets to 1 in the normal build.
+export const TIME_SCALE = Math.max(1, Number(process.env.MS_TEST_TIME_SCALE) || 1);
+export const scaled = (ms) => ms * TIME_SCALE;
+
 // Starts a server; resolves once it logs "ready". opts.args are extra flags, opts.env extra
 // environment variables, opts.model a model directory (default: the tiny test model).
 export async function startServer(opts = {}) {
@@ -25,7 +31,7 @@ export async function startServer(opts = {}) {
   child.stderr.on('data', onData);
   const exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
   const port = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), 30000);
+    const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), scaled(30000));
     const check = () => {
       const m = log.match(/ready: .* on http:\/\/127\.0\.0\.1:(\d+)/);
       if (m) { clearTimeout(timer); resolve(Number(m[1])); }
@@ -41,7 +47,7 @@ export async function startServer(opts = {}) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       const r = await exited;
       assert.equal(r.code, 0, 'server exit code after SIGTERM; log:\n' + log.slice(-3000));
-      assert.doesNotMatch(log, /AddressSanitizer|LeakSanitizer|runtime error:/, 'sanitizer report in the server log');
+      assert.doesNotMatch(log, /AddressSanitizer|LeakSanitizer|ThreadSanitizer|runtime error:/, 'sanitizer report in the server log');
       return r;
     },
   };
@@ -95,8 +101,9 @@ export async function metrics(base) {
   return out;
 }
 
+// Polls fn until it returns something truthy; the deadline is scaled by TIME_SCALE.
 export async function waitFor(fn, timeoutMs = 10000, what = 'condition') {
-  const until = Date.now() + timeoutMs;
+  const until = Date.now() + scaled(timeoutMs);
   let last;
   while (Date.now() < until) {
     last = await fn();

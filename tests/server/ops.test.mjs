@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { startServer, request, postJSON, BIN, sseData } from './helpers.mjs';
+import { startServer, request, postJSON, BIN, sseData, scaled } from './helpers.mjs';
 
 function streamRequest(base, body, onFirst) {
   return new Promise((resolve, reject) => {
@@ -24,7 +24,7 @@ function streamRequest(base, body, onFirst) {
 }
 
 test('SIGTERM: running streams finish, /health 503, new requests 503, exit 0', async () => {
-  const srv = await startServer({ args: ['--shutdown-timeout', '30'] });
+  const srv = await startServer({ args: ['--shutdown-timeout', String(scaled(30000) / 1000)] });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   assert.equal((await request(srv.base, 'GET', '/health', { agent })).status, 200);
   let signalled;
@@ -36,7 +36,7 @@ test('SIGTERM: running streams finish, /health 503, new requests 503, exit 0', a
   });
   await sigDone;
   // the open keep-alive connection still answers, now 503
-  const until = Date.now() + 5000;
+  const until = Date.now() + scaled(5000);
   let h;
   while (Date.now() < until && (h = await request(srv.base, 'GET', '/health', { agent })).status === 200)
     await new Promise((r) => setTimeout(r, 10));
@@ -70,7 +70,7 @@ test('shutdown timeout: what still runs is aborted, the stream ends with [DONE],
   assert.equal(JSON.parse(events.at(-2)).choices[0].finish_reason, 'abort');
   const ex = await srv.exited;
   assert.equal(ex.code, 0, srv.log());
-  assert.ok(Date.now() - t0 < 10000);
+  assert.ok(Date.now() - t0 < scaled(10000));
 });
 
 test('serve --help lists every flag and its environment variable', () => {
