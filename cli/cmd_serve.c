@@ -16,6 +16,7 @@
 #include "cli/cli_util.h"
 #include "cli/engine_opts.h"
 #include "engine/engine.h"
+#include "engine/kernels.h"
 #include "server/http_server.h"
 #include "server/server_log.h"
 #include "tokenizer/chat_template.h"
@@ -257,10 +258,11 @@ int cmd_serve(int argc, char **argv)
     struct engine_stats st;
     engine_get_stats(engine, &st);
     server_log(LOG_LEVEL_INFO, NULL,
-               "ready: model '%s' on %s (max_model_len %d, max_num_seqs %d, KV cache %d tokens in %.2f GiB %s)",
+               "ready: model '%s' on %s (max_model_len %d, max_num_seqs %d, KV cache %d tokens in %.2f GiB %s; "
+               "%d threads, %s kernels)",
                hc.served_model_name, url, o.engine.max_model_len, o.engine.max_num_seqs,
                st.kv_blocks_total * o.engine.block_size, o.engine.kv_cache_bytes / 1073741824.0,
-               tensor_dtype_name(o.engine.kv_dtype));
+               tensor_dtype_name(o.engine.kv_dtype), o.engine.threads, kern_isa_name(kern_isa_best()));
     while (!serve_stop) sleep_s(0.02);
 
     server_log(LOG_LEVEL_INFO, NULL, "shutting down: no new requests; %d running (waiting up to %.0f s)",

@@ -22,6 +22,16 @@ void kern__range_avx512(const struct kern_range *r);
 void kern__range_dpbf16(const struct kern_range *r);
 void kern__range_avx2(const struct kern_range *r);
 
+/* AMX-INT8 (kern_amx.c): the B tiles of one group of up to 16 tokens for every block of a row,
+ * with the tokens' scales (zero past the last token). */
+struct amx_pack {
+    _Alignas(64) int8_t b[Q8_0_BLOCK / 4][64]; /* row i: bytes 4i..4i+3 of tokens 0..15 */
+    float d[16];
+};
+void kern__amx_pack_tokens(const struct q8_act_block *x, int nb, int T, struct amx_pack *pk);
+/* Q8_0 weights only; pk holds in / 32 packs (64-byte aligned). Gives quant_q8_0_dot's bits. */
+void kern__range_amx(const struct kern_range *r, struct amx_pack *pk);
+
 /* Q8_0 quantization, bitwise equal to quant_q8_act_row / quant_q8_0_row (the same float
  * operations; rounding to nearest even as lrintf does). For weights, `w` is one row of a
  * BF16/F16/F32 tensor. */

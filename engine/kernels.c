@@ -1,8 +1,12 @@
 #include "engine/kernels.h"
 
+#include <cpuid.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "engine/kern_internal.h"
 
@@ -18,16 +22,41 @@ float kern_dot(const float *a, const float *b, int n)
     return total;
 }
 
-static enum kern_isa cpu_isa(void)
+/* AMX-INT8: the CPU has it (CPUID.7.0:EDX bits 24, 25), the kernel saves the tile state
+ * (XCR0 bits 17, 18) and grants this process the tile data (Linux 5.16+: ARCH_REQ_XCOMP_PERM
+ * for XFEATURE_XTILEDATA; the permission covers every thread of the process). */
+static bool amx_usable(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(d & (1u << 24)) || !(d & (1u << 25))) return false;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return false; /* OSXSAVE */
+    unsigned xcr0_lo, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    if ((xcr0_lo & (3u << 17)) != (3u << 17)) return false;
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    return syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+/* The CPU's best ISA, found once (the AMX check makes a system call); read-only afterwards. */
+static enum kern_isa detected_isa;
+static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+
+static void detect_isa(void)
 {
     __builtin_cpu_init();
+    detected_isa = KERN_ISA_PORTABLE;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        detected_isa = KERN_ISA_AVX2;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512vnni"))
-        return KERN_ISA_AVX512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        return KERN_ISA_AVX2;
-    return KERN_ISA_PORTABLE;
+        detected_isa = amx_usable() ? KERN_ISA_AMX : KERN_ISA_AVX512;
+}
+
+static enum kern_isa cpu_isa(void)
+{
+    pthread_once(&detect_once, detect_isa);
+    return detected_isa;
 }
 
 enum kern_isa kern_isa_best(void)
@@ -36,6 +65,7 @@ enum kern_isa kern_isa_best(void)
     const char *cap = getenv("MOESERVE_KERNEL_ISA"); /* a test seam: run the slower paths */
     if (cap && !strcmp(cap, "portable")) return KERN_ISA_PORTABLE;
     if (cap && !strcmp(cap, "avx2") && isa > KERN_ISA_AVX2) return KERN_ISA_AVX2;
+    if (cap && !strcmp(cap, "avx512") && isa > KERN_ISA_AVX512) return KERN_ISA_AVX512;
     return isa;
 }
 
@@ -45,6 +75,7 @@ const char *kern_isa_name(enum kern_isa isa)
     case KERN_ISA_PORTABLE: return "portable";
     case KERN_ISA_AVX2: return "avx2";
     case KERN_ISA_AVX512: return "avx512";
+    case KERN_ISA_AMX: return "amx";
     }
     return "?";
 }
@@ -52,11 +83,18 @@ const char *kern_isa_name(enum kern_isa isa)
 /* Tokens per task: the activations of a token block stay in L2 while its rows go through. */
 #define TOKENS_PER_TASK 64
 
+/* Per-thread scratch: first the task's own quantized tokens (Q8_0 without pre-quantized input),
+ * or one weight row as float (portable path); then, 64-byte aligned, the AMX token packs. */
+static size_t scratch_q8_bytes(int max_in)
+{
+    size_t q8 = kern_act_q8_bytes(TOKENS_PER_TASK, max_in), row = (size_t)max_in * sizeof(float);
+    return ((q8 > row ? q8 : row) + 63) / 64 * 64;
+}
+
 size_t kern_scratch_floats(int max_in)
 {
-    /* portable: one weight row as float; Q8_0 without pre-quantized input: a token block */
-    size_t q8 = kern_act_q8_bytes(TOKENS_PER_TASK, max_in) / sizeof(float) + 1;
-    return q8 > (size_t)max_in ? q8 : (size_t)max_in;
+    size_t packs = (size_t)(max_in / Q8_0_BLOCK) * sizeof(struct amx_pack);
+    return (scratch_q8_bytes(max_in) + packs) / sizeof(float);
 }
 
 size_t kern_act_q8_bytes(int n, int in)
@@ -75,14 +113,14 @@ struct quant_job {
 /* One activation row with the best ISA (both give the same bits). */
 static void quant_act_row(enum kern_isa isa, const float *x, struct q8_act_block *out, int n)
 {
-    if (isa == KERN_ISA_AVX512) kern__quant_act_avx512(x, out, n);
+    if (isa >= KERN_ISA_AVX512) kern__quant_act_avx512(x, out, n);
     else quant_q8_act_row(x, out, n);
 }
 
 void kern_quantize_row_q8_0(const struct tensor *t, int64_t row, struct q8_0_block *out, float *scratch)
 {
     int cols = (int)t->shape[1];
-    if (kern_isa_best() == KERN_ISA_AVX512) {
+    if (kern_isa_best() >= KERN_ISA_AVX512) {
         kern__quant_w_avx512((const char *)t->data + (size_t)row * tensor_row_bytes(t), t->dtype, out, cols);
         return;
     }
@@ -173,12 +211,18 @@ static void matmul_task(void *p, int task, int thread)
             quant_act_row(j->isa, mm->x + (size_t)t * in, xq + (size_t)(t - g.t0) * (in / Q8_0_BLOCK), in);
         g.xq = xq - (size_t)g.t0 * (in / Q8_0_BLOCK);
     }
-    if (mm->xb && mm->w->dtype == TENSOR_DTYPE_BF16 && j->isa == KERN_ISA_AVX512 && kern_has_dpbf16()) {
+    if (mm->xb && mm->w->dtype == TENSOR_DTYPE_BF16 && j->isa >= KERN_ISA_AVX512 && kern_has_dpbf16()) {
         g.xb = mm->xb;
         kern__range_dpbf16(&g);
         return;
     }
     switch (j->isa) {
+    case KERN_ISA_AMX:
+        if (mm->w->dtype == TENSOR_DTYPE_Q8_0)
+            kern__range_amx(&g, (struct amx_pack *)((char *)scratch + scratch_q8_bytes(in)));
+        else
+            kern__range_avx512(&g);
+        break;
     case KERN_ISA_AVX512: kern__range_avx512(&g); break;
     case KERN_ISA_AVX2: kern__range_avx2(&g); break;
     case KERN_ISA_PORTABLE: range_portable(&g, scratch); break;
@@ -222,7 +266,7 @@ void kern_matmul_dpbf16(struct threadpool *tp, const struct tensor *w, const flo
 bool kern_has_dpbf16(void)
 {
     __builtin_cpu_init();
-    return cpu_isa() == KERN_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
+    return cpu_isa() >= KERN_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
 }
 
 void kern_round_act_bf16(const float *x, int n, int in, uint16_t *xb)
@@ -243,7 +287,7 @@ void kern_matmul(struct threadpool *tp, const struct tensor *w, const float *x, 
 void kern_gqa_scores(enum kern_isa isa, const float *q, int G, int hd, const float *k, size_t ldk, int n, float scale,
                      float *s, int ld)
 {
-    if (isa == KERN_ISA_AVX512) {
+    if (isa >= KERN_ISA_AVX512) {
         kern__gqa_scores_avx512(q, G, hd, k, ldk, n, scale, s, ld);
         return;
     }
@@ -260,7 +304,7 @@ void kern_gqa_scores(enum kern_isa isa, const float *q, int G, int hd, const flo
 void kern_gqa_acc(enum kern_isa isa, float *out, int G, int hd, const float *v, size_t ldv, int n, const float *w,
                   int ld)
 {
-    if (isa == KERN_ISA_AVX512) {
+    if (isa >= KERN_ISA_AVX512) {
         kern__gqa_acc_avx512(out, G, hd, v, ldv, n, w, ld);
         return;
     }
@@ -295,7 +339,7 @@ void kern_rope(float *x, int dim, const float *cos_t, const float *sin_t)
 
 void kern_softmax_isa(enum kern_isa isa, float *x, int n)
 {
-    if (isa == KERN_ISA_AVX512) kern__softmax_avx512(x, n);
+    if (isa >= KERN_ISA_AVX512) kern__softmax_avx512(x, n);
     else kern_softmax(x, n);
 }
 
@@ -314,7 +358,7 @@ void kern_softmax(float *x, int n)
 
 void kern_swiglu(enum kern_isa isa, float *gate, const float *up, size_t n)
 {
-    if (isa == KERN_ISA_AVX512) {
+    if (isa >= KERN_ISA_AVX512) {
         kern__swiglu_avx512(gate, up, n);
         return;
     }

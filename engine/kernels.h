@@ -22,10 +22,12 @@ enum kern_isa {
     KERN_ISA_PORTABLE,
     KERN_ISA_AVX2,   /* AVX2 + FMA + F16C */
     KERN_ISA_AVX512, /* AVX-512 F/BW/DQ/VL/VNNI (Ice Lake, Zen 4 and later) */
+    KERN_ISA_AMX,    /* the AVX-512 kernels, and AMX-INT8 tiles for Q8_0 weights (Sapphire Rapids
+                      * and later, where Linux grants the process the tile state) */
 };
 
 /* The fastest ISA this CPU supports, or a slower one named by the environment variable
- * MOESERVE_KERNEL_ISA (portable or avx2; a test seam). Any thread. */
+ * MOESERVE_KERNEL_ISA (portable, avx2 or avx512; a test seam). Any thread. */
 enum kern_isa kern_isa_best(void);
 const char *kern_isa_name(enum kern_isa isa);
 

@@ -117,8 +117,11 @@ ms_ref_q8(tiny            tiny --random 64 --seed 1 --unambiguous)
 # quantizer and Q8_0 tile (rows of 1 block: down_proj; 2 blocks: the rest)
 ms_ref_q8(tiny_portable   tiny --random 64 --seed 1 --unambiguous)
 ms_ref_q8(tiny_avx2       tiny --random 64 --seed 1 --unambiguous)
+# on an AMX machine the default run above takes the AMX tiles, so AVX-512 gets its own run
+ms_ref_q8(tiny_avx512     tiny --random 64 --seed 1 --unambiguous)
 set_tests_properties(ref_q8_tiny_portable PROPERTIES ENVIRONMENT MOESERVE_KERNEL_ISA=portable)
 set_tests_properties(ref_q8_tiny_avx2 PROPERTIES ENVIRONMENT MOESERVE_KERNEL_ISA=avx2)
+set_tests_properties(ref_q8_tiny_avx512 PROPERTIES ENVIRONMENT MOESERVE_KERNEL_ISA=avx512)
 ms_ref_q8(tiny_dense      tiny-dense --random 48 --seed 3 --unambiguous)  # dense MLP, 4-block rows
 ms_ref_q8(tiny_tied       tiny-tied --random 48 --seed 2 --unambiguous)   # quantized copy of a tied head
 # plain prompts, where rounding flips do happen (tiny_random160: the first at position 55)

@@ -105,6 +105,7 @@ static void check_case(struct threadpool *tp, enum kern_isa best, enum tensor_dt
     double *ref = malloc((size_t)max_n * out * sizeof *ref), *mag = malloc((size_t)max_n * out * sizeof *mag);
     reference(&w, x, xq, max_n, ref, mag);
     float *alone = malloc((size_t)max_n * out * sizeof *alone), *y = malloc((size_t)max_n * (out + 3) * sizeof *y);
+    float *portable = malloc((size_t)max_n * out * sizeof *portable);
     for (int isa = KERN_ISA_PORTABLE; isa <= (int)best; isa++) {
         char what[160];
         /* every token alone first: the batch-invariance baseline */
@@ -117,6 +118,12 @@ static void check_case(struct threadpool *tp, enum kern_isa best, enum tensor_dt
         snprintf(what, sizeof what, "%s %s out=%d in=%d: one token matches float64", kern_isa_name(isa),
                  tensor_dtype_name(dt), out, in);
         test_cond(what, close);
+        if (isa == KERN_ISA_PORTABLE) memcpy(portable, alone, (size_t)max_n * out * sizeof *alone);
+        if (isa == KERN_ISA_AMX && dt == TENSOR_DTYPE_Q8_0) {
+            /* AMX sums each block exactly and scales it as quant_q8_0_dot does */
+            snprintf(what, sizeof what, "amx Q8_0 out=%d in=%d: bitwise the portable path's rows", out, in);
+            test_cond(what, !memcmp(alone, portable, (size_t)max_n * out * sizeof *alone));
+        }
         for (int n = 1; n <= max_n; n++) {
             int ldy = out + 3; /* a row stride wider than out */
             memset(y, 0xff, (size_t)n * ldy * sizeof *y);
@@ -140,6 +147,7 @@ static void check_case(struct threadpool *tp, enum kern_isa best, enum tensor_dt
     free(ref);
     free(mag);
     free(alone);
+    free(portable);
     free(y);
 }
 
