@@ -5,7 +5,7 @@
  *                     [--bf16-activations 1]
  *
  * Prefill: one request with a prompt of --prompt-len random ids and max_tokens 1; the time from
- * submit to its final event (prompt tokens / s). Decode at batch B: B requests with distinct
+ * submit to its final event (prompt tokens / s), the best of 3 prompts. Decode at batch B: B requests with distinct
  * 16-token prompts and ignore_eos, started together; throughput counts the tokens produced after
  * every request has its first token, until all finish (aggregate tok/s), and the time per engine
  * step. Peak RSS from getrusage.
@@ -236,17 +236,25 @@ int main(int argc, char **argv)
     printf("| measure | batch | tokens | seconds | tok/s | ms/step | GB weights/step | bandwidth bound tok/s | of bound |\n"
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
 
-    struct engine *e = make(m, base, 1, prompt_len);
-    for (int i = 0; i < prompt_len; i++) rs[0].prompt[i] = random_id();
-    double t0 = ms_now(), t_first, t_last;
-    struct engine_stats none = {0}, first, last;
-    submit(e, &rs[0], prompt_len, 1);
-    wait_all(e, rs, 1, &t_first, &first, &t_last, &last);
+    /* Prefill: the best of 3 distinct prompts, each in a fresh engine. The first forward of a
+     * process can be several times slower (first touches of the scratch buffers and of pages
+     * the kernel has not mapped into this process yet), which is load time, not prefill speed. */
+    double t_first, t_last, best_prefill = 1e300;
+    struct engine_stats none = {0}, first, last, best_stats = {0};
+    struct engine *e;
+    for (int run = 0; run < 3; run++) {
+        e = make(m, base, 1, prompt_len);
+        for (int i = 0; i < prompt_len; i++) rs[0].prompt[i] = random_id();
+        double t0 = ms_now();
+        submit(e, &rs[0], prompt_len, 1);
+        wait_all(e, rs, 1, &t_first, &first, &t_last, &last);
+        if (t_last - t0 < best_prefill) best_prefill = t_last - t0, best_stats = last;
+        engine_destroy(e);
+    }
     char label[64];
     snprintf(label, sizeof label, "prefill %d", prompt_len);
-    keep_profile(&last, &none, label);
-    result_row("prefill", 1, prompt_len, t_last - t0, &profiles[n_profiles - 1].st, bw);
-    engine_destroy(e);
+    keep_profile(&best_stats, &none, label);
+    result_row("prefill", 1, prompt_len, best_prefill, &profiles[n_profiles - 1].st, bw);
 
     for (char *tok = strtok(batches, ","); tok; tok = strtok(NULL, ",")) {
         int b = atoi(tok);
