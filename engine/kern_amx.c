@@ -111,6 +111,14 @@ INLINE void prefetch_next_group(const char *next, size_t wb, int b, int nb)
     for (size_t o = lo & ~(size_t)63; o < hi; o += 64) _mm_prefetch(next + o, _MM_HINT_T1);
 }
 
+/* The same for the next 8 rows. */
+INLINE void prefetch_next_group8(const char *next, size_t wb, int b, int nb)
+{
+    if (!next) return;
+    size_t bytes = 8 * wb, lo = bytes * (size_t)b / (size_t)nb, hi = bytes * (size_t)(b + 2 < nb ? b + 2 : nb) / (size_t)nb;
+    for (size_t o = lo & ~(size_t)63; o < hi; o += 64) _mm_prefetch(next + o, _MM_HINT_T1);
+}
+
 /* Where A comes from for block b: the rows in place, or, for fewer than 16 rows, a zero-padded
  * copy (a tile load always reads 16 rows). */
 INLINE const int8_t *a_rows(const char *w, size_t wb, int b, int R, int8_t (*pad)[Q8_0_BLOCK], size_t *stride)
@@ -199,8 +207,10 @@ static TARGET void tokens_by_rows(const char *w, const char *next, size_t wb, in
  * cost per block (a 16-row tile load, C stored and read back) shows when a weight row meets only
  * a token or two; here each row's two blocks b, b+1 go through one VPDPBUSD per token (the
  * activations offset by 128 to be unsigned, the lane started at -128 x the sum of its four
- * weights, so it ends at exactly sum(w * x)), and 16 rows' lanes are added up in integers and
- * transposed, so lane r holds row r's block sum. */
+ * weights, so it ends at exactly sum(w * x)), and 8 rows' lanes are added up in integers and
+ * transposed, so lane r holds row r's sum of block b and lane 8 + r that of block b + 1. Groups
+ * of 8 rows, not 16: fewer interleaved streams from memory (measured: decode at 16 sequences 3%
+ * faster, one sequence 5%). */
 #define VNNI_TOKENS 2
 
 INLINE __m512i load_pair(const int8_t *lo, const int8_t *hi)
@@ -209,41 +219,45 @@ INLINE __m512i load_pair(const int8_t *lo, const int8_t *hi)
     return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)), h, 1);
 }
 
-/* v[r]: row r's 16 lanes, 8 per block. Returns lanes r = row r's block sums, block b in *lo,
- * block b + 1 in *hi. Integer adds: exact in any order. */
-INLINE void transpose_block_sums(const __m512i v[16], __m512i *lo, __m512i *hi)
+/* v[r]: row r's 16 lanes, 4 per 128-bit lane, lanes 0-7 from block b, 8-15 from block b + 1.
+ * Returns lanes 0-7 = rows 0-7's sums of block b, lanes 8-15 = their sums of block b + 1.
+ * Integer adds: exact in any order. */
+INLINE __m512i transpose_block_sums(const __m512i v[8])
 {
-    __m512i u[8], w[4];
-    for (int k = 0; k < 8; k++)
+    __m512i u[4];
+    for (int k = 0; k < 4; k++)
         u[k] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * k], v[2 * k + 1]), _mm512_unpackhi_epi32(v[2 * k], v[2 * k + 1]));
-    /* w[m], in each 128-bit lane q: the sums of that lane's four values for rows 4m..4m+3;
-     * lanes 0, 1 hold block b, lanes 2, 3 block b + 1 */
-    for (int m = 0; m < 4; m++)
-        w[m] = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2 * m], u[2 * m + 1]), _mm512_unpackhi_epi64(u[2 * m], u[2 * m + 1]));
-    __m512i s01 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[0], w[1], 0x88), _mm512_shuffle_i32x4(w[0], w[1], 0xdd));
-    __m512i s23 = _mm512_add_epi32(_mm512_shuffle_i32x4(w[2], w[3], 0x88), _mm512_shuffle_i32x4(w[2], w[3], 0xdd));
-    *lo = _mm512_shuffle_i32x4(s01, s23, 0x88);
-    *hi = _mm512_shuffle_i32x4(s01, s23, 0xdd);
+    /* in each 128-bit lane q: the sums of that lane's four values, rows 0-3 (w0) and 4-7 (w1) */
+    __m512i w0 = _mm512_add_epi32(_mm512_unpacklo_epi64(u[0], u[1]), _mm512_unpackhi_epi64(u[0], u[1]));
+    __m512i w1 = _mm512_add_epi32(_mm512_unpacklo_epi64(u[2], u[3]), _mm512_unpackhi_epi64(u[2], u[3]));
+    /* [rows 0-3 block b, rows 0-3 block b + 1, rows 4-7 block b, rows 4-7 block b + 1] */
+    __m512i s = _mm512_add_epi32(_mm512_shuffle_i32x4(w0, w1, 0x88), _mm512_shuffle_i32x4(w0, w1, 0xdd));
+    return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15), s);
 }
 
-/* 16 rows (R valid) x T <= VNNI_TOKENS tokens (x: T rows of nb blocks). */
+/* 8 rows (R valid) x T <= VNNI_TOKENS tokens (x: T rows of nb blocks); `next`: the next 8 rows. */
 static TARGET void tokens_by_rows_vnni(const char *w, const char *next, size_t wb, int nb, int R,
                                        const struct q8_act_block *x, int T, float *y, size_t ldy)
 {
     const __m512i zero = _mm512_setzero_si512(), k80 = _mm512_set1_epi8((char)0x80);
-    __m512 acc[VNNI_TOKENS];
-    for (int t = 0; t < VNNI_TOKENS; t++) acc[t] = _mm512_setzero_ps();
+    /* row r's scale of block b in lane r, of block b + 1 in lane 8 + r */
+    const __m512i offs = _mm512_add_epi32(
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7), _mm512_set1_epi32((int)wb)),
+        _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 34, 34, 34, 34, 34, 34, 34, 34));
+    __m256 acc[VNNI_TOKENS];
+    for (int t = 0; t < VNNI_TOKENS; t++) acc[t] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b += 2) {
         int both = b + 1 < nb;
-        prefetch_next_group(next, wb, b, nb);
-        if (both) prefetch_next_group(next, wb, b + 1, nb);
-        __m512 wd0 = row_scales(w, wb, b, R), wd1 = both ? row_scales(w, wb, b + 1, R) : _mm512_setzero_ps();
+        prefetch_next_group8(next, wb, b, nb);
+        __mmask16 m = (__mmask16)(((1u << R) - 1) | (both ? ((1u << R) - 1) << 8 : 0));
+        __m512i raw = _mm512_mask_i32gather_epi32(zero, m, offs, w + (size_t)b * sizeof(struct q8_0_block), 1);
+        __m512 wd = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw));
         for (int t = 0; t < T; t++) {
             const struct q8_act_block *xb = x + (size_t)t * nb + b;
             __m512i xu = _mm512_xor_si512(load_pair(xb[0].qs, both ? xb[1].qs : NULL), k80);
-            __m512i v[16];
-#pragma GCC unroll 16
-            for (int r = 0; r < 16; r++) {
+            __m512i v[8];
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
                 if (r >= R) {
                     v[r] = zero;
                     continue;
@@ -253,15 +267,14 @@ static TARGET void tokens_by_rows_vnni(const char *w, const char *next, size_t w
                 __m512i corr = _mm512_sub_epi32(zero, _mm512_dpbusd_epi32(zero, k80, wq));
                 v[r] = _mm512_dpbusd_epi32(corr, xu, wq);
             }
-            __m512i s0, s1;
-            transpose_block_sums(v, &s0, &s1);
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(s0), _mm512_mul_ps(wd0, _mm512_set1_ps(xb[0].d))));
-            if (both)
-                acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(s1), _mm512_mul_ps(wd1, _mm512_set1_ps(xb[1].d))));
+            __m512 xd = _mm512_insertf32x8(_mm512_set1_ps(xb[0].d), _mm256_set1_ps(both ? xb[1].d : 0.0f), 1);
+            __m512 p = _mm512_mul_ps(_mm512_cvtepi32_ps(transpose_block_sums(v)), _mm512_mul_ps(wd, xd));
+            acc[t] = _mm256_add_ps(acc[t], _mm512_castps512_ps256(p));
+            if (both) acc[t] = _mm256_add_ps(acc[t], _mm512_extractf32x8_ps(p, 1));
         }
     }
-    __mmask16 m = R >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << R) - 1);
-    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * ldy, m, acc[t]);
+    __mmask8 m = (__mmask8)((1u << R) - 1);
+    for (int t = 0; t < T; t++) _mm256_mask_storeu_ps(y + (size_t)t * ldy, m, acc[t]);
 }
 
 TARGET void kern__range_amx(const struct kern_range *g, struct amx_pack *pk)
@@ -273,9 +286,9 @@ TARGET void kern__range_amx(const struct kern_range *g, struct amx_pack *pk)
     for (int t = g->t0; t < g->t1; t += 16) {
         int T = g->t1 - t < 16 ? g->t1 - t : 16, n = T > FEW_TOKENS ? 16 : T;
         if (T <= VNNI_TOKENS) {
-            for (int r = g->r0; r < g->r1; r += 16) {
+            for (int r = g->r0; r < g->r1; r += 8) {
                 const char *rows = (const char *)w->data + (size_t)r * wb;
-                tokens_by_rows_vnni(rows, r + 32 <= g->r1 ? rows + 16 * wb : NULL, wb, nb, g->r1 - r < 16 ? g->r1 - r : 16,
+                tokens_by_rows_vnni(rows, r + 16 <= g->r1 ? rows + 8 * wb : NULL, wb, nb, g->r1 - r < 8 ? g->r1 - r : 8,
                                     g->xq + (size_t)t * nb, T, g->y + (size_t)t * g->ldy + r, (size_t)g->ldy);
             }
             continue;
