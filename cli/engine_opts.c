@@ -95,4 +95,8 @@ void engine_opts_help(FILE *out)
     fprintf(out, "engine options (each also read from the environment variable shown):\n");
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
         fprintf(out, "  %-26s %s\n  %-26s [env %s]\n", options[i].flag, options[i].help, "", options[i].env);
+    fprintf(out, "kernels: chosen from the CPU at start (amx, avx512, avx2 or portable; the ready line names\n"
+                 "them); MOESERVE_KERNEL_ISA=avx512, avx2 or portable caps the choice.\n"
+                 "MOESERVE_BF16_ACTIVATIONS=1: BF16 weights multiply bf16-rounded activations (VDPBF16PS,\n"
+                 "faster prefill where the CPU has AVX512_BF16; float32 activations otherwise).\n");
 }
