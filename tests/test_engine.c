@@ -329,5 +329,16 @@ int main(void)
     test_aborts_and_rejections();
     test_multi_turn_prefix_cache();
     model_free(M);
+    /* Q8_0 weights (quantized at load) take other kernels (int8 dots; AMX tiles where the CPU
+     * has them): the same batch invariance in the forward and in the engine */
+    struct model_load_opts q8 = {.quantize_q8_0 = true, .threads = 2};
+    if (model_load_with_opts(dir, &q8, &M, &err)) {
+        fprintf(stderr, "cannot load %s as Q8_0: %s\n", dir, err.msg);
+        return 1;
+    }
+    printf("Q8_0 weights:\n");
+    test_grouped_equals_per_token();
+    test_mixed_batches();
+    model_free(M);
     test_report();
 }
