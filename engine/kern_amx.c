@@ -175,7 +175,8 @@ static TARGET void rows_by_tokens(const char *w, const char *next, size_t wb, in
     }
 }
 
-/* 16 rows (R valid) x T <= FEW_TOKENS tokens: acc[t] holds token t's sums, rows in lanes. */
+/* 16 rows (R valid) x VNNI_TOKENS < T <= FEW_TOKENS tokens: acc[t] holds token t's sums, rows
+ * in lanes. */
 static TARGET void tokens_by_rows(const char *w, const char *next, size_t wb, int nb, int R,
                                   const struct amx_pack *pk, int T, float *y, size_t ldy)
 {
@@ -195,7 +196,7 @@ static TARGET void tokens_by_rows(const char *w, const char *next, size_t wb, in
         __m512 wd = row_scales(w, wb, b, R);
         for (int t = 0; t < T; t++) {
             __m512 s = _mm512_mul_ps(wd, _mm512_set1_ps(pk[b].d[t]));
-            __m512i sums = T == 1 ? _mm512_load_si512(c[set]) : _mm512_i32gather_epi32(column, &c[set][t], 4);
+            __m512i sums = _mm512_i32gather_epi32(column, &c[set][t], 4);
             acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(sums), s));
         }
     }
