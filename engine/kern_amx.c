@@ -3,7 +3,7 @@
  * For each Q8_0 block b, one TDPBSSD gives the exact int32 dot S of the block's 32 weight bytes
  * with the 32 activation bytes, for 16 weight rows x 16 tokens at once: the A tile is 16 weight
  * rows read in place (32 bytes of qs each, the row stride of the tensor), the B tile the
- * block's bytes of 16 tokens packed four by four (kern__amx_pack_tokens). Every (row, token)
+ * block's bytes of 16 tokens packed four by four (pack_tokens). Every (row, token)
  * sum is then built exactly as the portable quant_q8_0_dot builds it:
  *     sum = sum + (float)S * (wd * xd)      (block by block, from 0, no fused multiply-add)
  * so this path gives the portable path's bits, for any batch and any tiling.
@@ -57,7 +57,7 @@ static TARGET void configure_tiles(int n)
     _tile_loadconfig(&cfg);
 }
 
-void kern__amx_pack_tokens(const struct q8_act_block *x, int nb, int T, struct amx_pack *pk)
+static void pack_tokens(const struct q8_act_block *x, int nb, int T, struct amx_pack *pk)
 {
     for (int b = 0; b < nb; b++) {
         memset(&pk[b], 0, sizeof pk[b]);
@@ -295,7 +295,7 @@ TARGET void kern__range_amx(const struct kern_range *g, struct amx_pack *pk)
             continue;
         }
         if (n != configured) configure_tiles(configured = n);
-        kern__amx_pack_tokens(g->xq + (size_t)t * nb, nb, T, pk);
+        pack_tokens(g->xq + (size_t)t * nb, nb, T, pk);
         for (int r = g->r0; r < g->r1; r += 16) {
             int R = g->r1 - r < 16 ? g->r1 - r : 16;
             const char *rows = (const char *)w->data + (size_t)r * wb;

@@ -28,7 +28,6 @@ struct amx_pack {
     _Alignas(64) int8_t b[Q8_0_BLOCK / 4][64]; /* row i: bytes 4i..4i+3 of tokens 0..15 */
     float d[16];
 };
-void kern__amx_pack_tokens(const struct q8_act_block *x, int nb, int T, struct amx_pack *pk);
 /* Q8_0 weights only; pk holds in / 32 packs (64-byte aligned). Gives quant_q8_0_dot's bits. */
 void kern__range_amx(const struct kern_range *r, struct amx_pack *pk);
 
