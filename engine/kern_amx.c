@@ -57,15 +57,19 @@ static TARGET void configure_tiles(int n)
     _tile_loadconfig(&cfg);
 }
 
-static void pack_tokens(const struct q8_act_block *x, int nb, int T, struct amx_pack *pk)
+/* Every task packs its token group again (one per row block); gathers keep that to 9 per
+ * block: row i of B is dword i of each token's block, d the tokens' scales (0 past T). */
+static TARGET void pack_tokens(const struct q8_act_block *x, int nb, int T, struct amx_pack *pk)
 {
+    const __m512i tok = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(nb * (int)sizeof(struct q8_act_block)));
+    const __mmask16 m = T >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << T) - 1);
     for (int b = 0; b < nb; b++) {
-        memset(&pk[b], 0, sizeof pk[b]);
-        for (int t = 0; t < T; t++) {
-            const struct q8_act_block *xb = x + (size_t)t * nb + b;
-            for (int i = 0; i < Q8_0_BLOCK / 4; i++) memcpy(&pk[b].b[i][4 * t], &xb->qs[4 * i], 4);
-            pk[b].d[t] = xb->d;
-        }
+        const char *base = (const char *)(x + b);
+        for (int i = 0; i < Q8_0_BLOCK / 4; i++)
+            _mm512_store_si512(pk[b].b[i], _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, tok,
+                                                                       base + offsetof(struct q8_act_block, qs) + 4 * i, 1));
+        _mm512_store_ps(pk[b].d, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, tok, base + offsetof(struct q8_act_block, d), 1));
     }
 }
 
