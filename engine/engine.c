@@ -9,10 +9,10 @@
 #include <time.h>
 
 #include "engine/kv_block_pool.h"
-#include "engine/kv_cache.h"
+#include "engine/model/kv_cache.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
-#include "engine/threadpool.h"
+#include "engine/kernels/threadpool.h"
 
 struct engine {
     const struct model *model;
@@ -30,6 +30,7 @@ struct engine {
     int32_t *b_tokens, *b_pos, *b_slots, *b_seq; /* [max_num_batched_tokens] */
     int32_t *b_logit_rows, *b_logit_seq; /* [max_num_seqs] */
     const int32_t **b_tables;            /* [max_num_seqs] */
+    uint32_t *gram_bits;                 /* [vocab / 32] the token mask of a constrained request */
     struct engine_stats counters;        /* the engine thread's running totals */
     struct request **taken_inbox;        /* inbox arrays swapped out under the lock */
     int n_taken_inbox, cap_taken_inbox;
@@ -157,9 +158,19 @@ static void update_request(struct engine *e, struct request *r, float *logits)
         res.token = r->forced_ids[r->forced_pos++];
         if (r->sampling.logprobs >= 0) /* forced text still reports its raw logprobs */
             sampler_logprobs(e->sampler, logits, r->sampling.logprobs, res.token, &res);
+    } else if (r->grammar_active) {
+        gram_matcher_mask(r->grammar, e->gram_bits);
+        int32_t open = request_num_output(r) == 0 ? r->grammar_open_id : -1;
+        if (open >= 0) e->gram_bits[open >> 5] |= 1u << (open & 31);
+        r->sampling.allowed = e->gram_bits;
+        sampler_sample(e->sampler, logits, &r->sampling, r->tokens, r->n_tokens, r->n_prompt, &r->rng, &res);
+        r->sampling.allowed = NULL;
+        if (open >= 0 && res.token == open) r->grammar_active = false; /* thinking first, free */
+        else gram_matcher_accept(r->grammar, res.token); /* allowed by the mask, so it advances */
     } else {
         sampler_sample(e->sampler, logits, &r->sampling, r->tokens, r->n_tokens, r->n_prompt, &r->rng, &res);
     }
+    if (r->grammar && !r->grammar_active && res.token == r->grammar_start_id) r->grammar_active = true;
     r->tokens[r->n_tokens++] = res.token;
     e->counters.generation_tokens++;
     if (r->forced_pos == r->n_forced_ids && is_stop_token(e, r, res.token)) {
@@ -373,7 +384,8 @@ static int alloc_buffers(struct engine *e, struct ms_err *err)
     e->b_logit_rows = ms_calloc(S, sizeof(int32_t));
     e->b_logit_seq = ms_calloc(S, sizeof(int32_t));
     e->b_tables = ms_calloc(S, sizeof(*e->b_tables));
-    if (!e->logits || !e->b_tokens || !e->b_pos || !e->b_slots || !e->b_seq || !e->b_logit_rows ||
+    e->gram_bits = ms_calloc(((size_t)e->model->cfg.vocab_size + 31) / 32, sizeof(uint32_t));
+    if (!e->gram_bits || !e->logits || !e->b_tokens || !e->b_pos || !e->b_slots || !e->b_seq || !e->b_logit_rows ||
         !e->b_logit_seq || !e->b_tables)
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory for the engine's batch buffers");
     return MS_OK;
@@ -453,6 +465,7 @@ void engine_destroy(struct engine *e)
     free(e->b_logit_rows);
     free(e->b_logit_seq);
     free(e->b_tables);
+    free(e->gram_bits);
     free(e->inbox);
     free(e->aborts);
     pthread_mutex_destroy(&e->lock);
@@ -530,12 +543,21 @@ int engine_submit(struct engine *e, const struct engine_request_params *p, struc
                   uint64_t *id_out, struct ms_err *err)
 {
     int rc = validate(e, p, err);
-    if (rc) return rc;
+    if (!rc && p->grammar && gram_matcher_vocab_size(p->grammar) > e->model->cfg.vocab_size)
+        rc = ms_err_set(err, MS_ERR_INVALID, "the grammar's vocabulary (%d tokens) is larger than the model's (%d)",
+                        gram_matcher_vocab_size(p->grammar), e->model->cfg.vocab_size);
+    if (rc) {
+        gram_matcher_destroy(p->grammar);
+        return rc;
+    }
     uint64_t id = atomic_fetch_add(&e->next_id, 1) + 1;
     struct engine_request_params q = *p;
     if (!p->seed_given) q.sampling.seed = mix64(id ^ (uint64_t)(ms_now() * 1e9));
     struct request *r = request_create(id, &q, e->cfg.max_model_len, e->cfg.block_size, stream, err);
-    if (!r) return MS_ERR_NOMEM;
+    if (!r) {
+        gram_matcher_destroy(p->grammar);
+        return MS_ERR_NOMEM;
+    }
     r->arrival = id;
     r->t_arrival = ms_now();
     /* the stopping check and the push are one critical section: the engine thread drains the

@@ -15,10 +15,10 @@
 #include <stdint.h>
 
 #include "common/ms_common.h"
-#include "engine/model.h"
+#include "engine/model/model.h"
 #include "engine/request.h"
 #include "engine/stream.h"
-#include "engine/tensor.h"
+#include "engine/kernels/tensor.h"
 
 struct engine_config {
     int max_num_seqs;           /* running requests at most (default 8) */
@@ -57,7 +57,8 @@ void engine_destroy(struct engine *e);
  * `stream` and will push exactly one final event; *id_out names the request for engine_abort.
  * On failure nothing was queued and err says which field is wrong or that the request can never
  * fit in the KV cache (MS_ERR_INVALID: the request's fault), or that the engine is shutting down
- * (MS_ERR_UNSUPPORTED) or is not running (MS_ERR_IO). */
+ * (MS_ERR_UNSUPPORTED) or is not running (MS_ERR_IO). The engine owns p->grammar (a token
+ * constraint) from this call on, whatever it returns. */
 int engine_submit(struct engine *e, const struct engine_request_params *p, struct stream *stream,
                   uint64_t *id_out, struct ms_err *err);
 

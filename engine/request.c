@@ -36,11 +36,16 @@ struct request *request_create(uint64_t id, const struct engine_request_params *
     r->think_start_id = p->think_start_id;
     r->think_end_id = p->think_end_id;
     r->priority = p->priority;
+    r->grammar = p->grammar;
+    r->grammar_start_id = p->grammar_start_id;
+    r->grammar_open_id = p->grammar_open_id;
+    r->grammar_active = p->grammar && (p->grammar_start_id < 0 || p->grammar_open_id >= 0);
     sampler_rng_seed(&r->rng, p->sampling.seed);
     stream_retain(stream);
     r->stream = stream;
     return r;
 nomem:
+    if (r) r->grammar = NULL; /* the caller (engine_submit) still owns it */
     request_destroy(r);
     ms_err_set(err, MS_ERR_NOMEM, "out of memory creating a request");
     return NULL;
@@ -56,6 +61,7 @@ void request_destroy(struct request *r)
     free(r->logit_bias);
     free(r->stop_token_ids);
     free(r->forced_ids);
+    gram_matcher_destroy(r->grammar);
     free(r);
 }
 

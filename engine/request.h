@@ -10,6 +10,7 @@
 #include "common/ms_common.h"
 #include "engine/sampler.h"
 #include "engine/stream.h"
+#include "grammar/gram_vocab.h"
 
 /* What a caller asks for (engine_submit copies everything; pointers are borrowed for the call). */
 struct engine_request_params {
@@ -32,6 +33,13 @@ struct engine_request_params {
     int32_t think_start_id, think_end_id;
     const int32_t *forced_ids;
     int n_forced_ids;
+    /* Structured outputs: a matcher whose mask every sampled token obeys (NULL: none). The
+     * engine takes ownership whatever engine_submit returns. The constraint starts after the
+     * token grammar_start_id (</think>), or at once when it is -1. With grammar_open_id >= 0
+     * (<think>; the prompt did not open it) the constraint starts at once but the first token may
+     * also be that one, which suspends it until grammar_start_id (the model chose to think). */
+    struct gram_matcher *grammar;
+    int32_t grammar_start_id, grammar_open_id;
 };
 
 enum request_status {
@@ -67,6 +75,9 @@ struct request {
     int32_t *forced_ids;      /* owned copy */
     int n_forced_ids;
     int forced_pos;           /* next forced id to emit; n_forced_ids when not forcing */
+    struct gram_matcher *grammar; /* owned; NULL: unconstrained */
+    bool grammar_active;      /* grammar_start_id has been emitted (or there is none) */
+    int32_t grammar_start_id, grammar_open_id;
     struct sampler_rng rng;
     struct stream *stream;    /* one reference held until the final event is pushed */
     double t_arrival, t_scheduled; /* ms_now() at submit and at first scheduling (0: not yet) */

@@ -256,6 +256,9 @@ void sampler_sample(struct sampler *s, float *logits, const struct sampling_para
         memcpy(s->raw, logits, (size_t)s->vocab * sizeof *s->raw);
     }
     apply_penalties(s, logits, p, history, n_history, n_prompt);
+    if (p->allowed)
+        for (int i = 0; i < s->vocab; i++)
+            if (!(p->allowed[i >> 5] >> (i & 31) & 1)) logits[i] = -INFINITY;
     out->token = p->temperature <= 0 ? sampler_argmax(logits, s->vocab) : sample_processed(s, logits, p, rng);
     if (p->logprobs >= 0) out->logprob = s->raw[out->token] - lse;
 }

@@ -32,6 +32,10 @@ struct sampling_params {
     const struct logit_bias_entry *logit_bias; /* borrowed from the request */
     uint64_t seed;
     int logprobs;             /* -1: none; k >= 0: the chosen token's logprob and the top k */
+    /* Structured outputs: bit t of allowed[t / 32] says token t may be sampled (the others get
+     * -inf after the penalties); NULL: every token. Borrowed for the call; the logprobs stay
+     * those of the raw distribution. */
+    const uint32_t *allowed;
 };
 
 /* Defaults that mean "no processing": greedy, no penalties, no logprobs. */
