@@ -1,0 +1,174 @@
+#include "server/constraint.h"
+
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/model_config.h"
+#include "tokenizer/tokenizer.h"
+
+/* Through the cache: key is the grammar's source text. */
+static struct gram *cached(struct gram_cache *cache, const char *key, const cJSON *schema, int n_tools,
+                           const char *const *names, const cJSON *const *params, struct ms_err *err)
+{
+    struct gram *g = cache ? gram_cache_get(cache, key) : NULL;
+    if (g) return g;
+    g = n_tools ? gram_compile_tool_call(n_tools, names, params, err)
+        : schema ? gram_compile_json_schema(schema, err)
+                 : gram_compile_json_object(err);
+    if (g && cache) gram_cache_put(cache, key, g);
+    return g;
+}
+
+static int schema_grammar(struct oa_request *r, struct gram_cache *cache, const cJSON *schema, const char *param,
+                          struct oa_error *e)
+{
+    char *text = cJSON_PrintUnformatted(schema);
+    size_t n = text ? strlen(text) + 8 : 0;
+    char *key = text ? malloc(n) : NULL;
+    if (key) snprintf(key, n, "schema:%s", text);
+    free(text);
+    if (!key) return oa_error_set(e, 500, NULL, NULL, "out of memory");
+    struct ms_err err = {{0}};
+    r->grammar = cached(cache, key, schema, 0, NULL, NULL, &err);
+    free(key);
+    if (!r->grammar)
+        return oa_error_set(e, strstr(err.msg, "out of memory") ? 500 : 400, param, NULL,
+                            "'%s' schema cannot be enforced: %s", param, err.msg);
+    return 0;
+}
+
+/* vLLM's spellings: "guided_json" (a schema, or its JSON text) and {"structured_outputs": {"json"}}. */
+static int vllm_json(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
+{
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(r->root, "structured_outputs");
+    const cJSON *gj = cJSON_GetObjectItemCaseSensitive(r->root, "guided_json");
+    const char *param = "guided_json";
+    if (so && !cJSON_IsNull(so)) {
+        for (const cJSON *k = cJSON_IsObject(so) ? so->child : NULL; k; k = k->next)
+            if (strcmp(k->string, "json"))
+                return oa_error_set(e, 400, "structured_outputs", NULL, "'structured_outputs.%s' is not supported (only 'json' is)", k->string);
+        gj = cJSON_GetObjectItemCaseSensitive(so, "json");
+        param = "structured_outputs";
+        if (!gj) return oa_error_set(e, 400, param, NULL, "'structured_outputs' must be {\"json\": schema}");
+    }
+    if (!gj || cJSON_IsNull(gj)) return 0;
+    cJSON *parsed = cJSON_IsString(gj) ? cJSON_Parse(gj->valuestring) : NULL;
+    const cJSON *schema = parsed ? parsed : gj;
+    int rc = cJSON_IsObject(schema) ? schema_grammar(r, cache, schema, param, e)
+                                    : oa_error_set(e, 400, param, NULL, "'%s' must be a JSON Schema object", param);
+    cJSON_Delete(parsed);
+    return rc;
+}
+
+static int response_format(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
+{
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(r->root, "response_format");
+    if (!rf || cJSON_IsNull(rf)) return vllm_json(r, cache, e);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
+    if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
+        return oa_error_set(e, 400, "response_format", NULL, "'response_format' must be an object with a 'type'");
+    const char *t = type->valuestring;
+    if (!strcmp(t, "text")) return 0;
+    struct ms_err err = {{0}};
+    if (!strcmp(t, "json_object")) {
+        r->grammar = cached(cache, "json_object", NULL, 0, NULL, NULL, &err);
+    } else if (!strcmp(t, "json_schema")) {
+        const cJSON *js = cJSON_GetObjectItemCaseSensitive(rf, "json_schema");
+        const cJSON *schema = cJSON_GetObjectItemCaseSensitive(js, "schema");
+        if (!cJSON_IsObject(js) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(js, "name")))
+            return oa_error_set(e, 400, "response_format", NULL,
+                                "'response_format.json_schema' must be an object with a 'name' and a 'schema'");
+        if (!cJSON_IsObject(schema))
+            return oa_error_set(e, 400, "response_format", NULL, "'response_format.json_schema.schema' must be a JSON Schema object");
+        return schema_grammar(r, cache, schema, "response_format", e);
+    } else {
+        return oa_error_set(e, 400, "response_format", NULL,
+                            "'response_format.type' must be text, json_object or json_schema, got '%s'", t);
+    }
+    if (!r->grammar)
+        return oa_error_set(e, strstr(err.msg, "out of memory") ? 500 : 400, "response_format", NULL,
+                            "'response_format' schema cannot be enforced: %s", err.msg);
+    return 0;
+}
+
+static int forced_tool_call(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
+{
+    const cJSON *tools = cJSON_GetObjectItemCaseSensitive(r->root, "tools"), *t;
+    const char *names[256];
+    const cJSON *params[256];
+    int n = 0;
+    cJSON *keyj = cJSON_CreateArray();
+    if (!keyj) return oa_error_set(e, 500, NULL, NULL, "out of memory");
+    cJSON_ArrayForEach(t, tools)
+    {
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        if (r->tool_choice == OA_TOOL_CHOICE_NAMED && strcmp(name->valuestring, r->tool_name)) continue;
+        if (n == 256) {
+            cJSON_Delete(keyj);
+            return oa_error_set(e, 400, "tools", NULL, "at most 256 tools can be forced");
+        }
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+        names[n] = name->valuestring;
+        params[n++] = cJSON_IsObject(p) ? p : NULL;
+        cJSON_AddItemToArray(keyj, cJSON_Duplicate(fn, 1));
+    }
+    if (n == 0) {
+        cJSON_Delete(keyj);
+        return oa_error_set(e, 400, "tool_choice", NULL, "'tool_choice' names '%s', which is not in 'tools'", r->tool_name);
+    }
+    char *text = cJSON_PrintUnformatted(keyj);
+    cJSON_Delete(keyj);
+    size_t len = text ? strlen(text) + 8 : 0;
+    char *key = text ? malloc(len) : NULL;
+    if (key) snprintf(key, len, "tools:%s", text);
+    free(text);
+    if (!key) return oa_error_set(e, 500, NULL, NULL, "out of memory");
+    struct ms_err err = {{0}};
+    r->grammar = cached(cache, key, NULL, n, names, params, &err);
+    free(key);
+    if (!r->grammar)
+        return oa_error_set(e, strstr(err.msg, "out of memory") ? 500 : 400, "tools", NULL,
+                            "a tool's parameters schema cannot be enforced: %s", err.msg);
+    return 0;
+}
+
+int constraint_compile(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
+{
+    r->grammar = NULL;
+    if (r->route == OA_ROUTE_CHAT && r->has_tools &&
+        (r->tool_choice == OA_TOOL_CHOICE_REQUIRED || r->tool_choice == OA_TOOL_CHOICE_NAMED))
+        return forced_tool_call(r, cache, e);
+    return response_format(r, cache, e);
+}
+
+struct gram_vocab *constraint_vocab(const struct tokenizer *tok, const struct model_config *mc, struct ms_err *err)
+{
+    int n = (int)tok_vocab_size(tok);
+    const char **bytes = calloc((size_t)n + 1, sizeof *bytes);
+    size_t *lens = calloc((size_t)n + 1, sizeof *lens);
+    uint8_t *kinds = calloc((size_t)n + 1, 1);
+    struct gram_vocab *v = NULL;
+    if (bytes && lens && kinds) {
+        int first_added = n; /* added tokens follow the byte-level vocabulary in Qwen's files */
+        for (int i = 0; i < n; i++)
+            if (tok_is_special(tok, i) && i < first_added) first_added = i;
+        for (int i = 0; i < n; i++) {
+            bytes[i] = tok_id_to_bytes(tok, i, &lens[i]);
+            const char *piece = tok_id_to_piece(tok, i);
+            if (model_config_is_eos(mc, i)) kinds[i] = GRAM_TOK_END;
+            else if (piece && (!strcmp(piece, "<tool_call>") || !strcmp(piece, "</tool_call>"))) kinds[i] = GRAM_TOK_TOOL;
+            else if (i >= first_added || tok_is_special(tok, i) || !bytes[i]) kinds[i] = GRAM_TOK_NEVER;
+            else kinds[i] = GRAM_TOK_TEXT;
+        }
+        v = gram_vocab_create(n, bytes, lens, kinds, err);
+    } else {
+        ms_err_set(err, MS_ERR_NOMEM, "out of memory building the grammar vocabulary");
+    }
+    free(bytes);
+    free(lens);
+    free(kinds);
+    return v;
+}

@@ -1,0 +1,294 @@
+/* The grammar module: schemas compile or fail naming the keyword; the byte matcher accepts
+ * hand-written valid texts and refuses invalid ones; and on states sampled along random walks,
+ * the token mask over the real Qwen3 vocabulary equals brute force (each token's bytes fed
+ * through the matcher one by one). */
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grammar/gram_match.h"
+#include "grammar/gram_schema.h"
+#include "grammar/gram_vocab.h"
+#include "tests/testhelp.h"
+#include "tokenizer/tokenizer.h"
+
+static struct gram *compile_text(const char *schema, struct ms_err *err)
+{
+    cJSON *s = cJSON_Parse(schema);
+    if (!s) return NULL;
+    struct gram *g = gram_compile_json_schema(s, err);
+    cJSON_Delete(s);
+    return g;
+}
+
+/* 1 if the whole text is accepted and complete, 0 if refused or incomplete */
+static int matches(const struct gram *g, const char *text)
+{
+    static struct gram_state s, scratch;
+    gram_state_init(&s, g);
+    if (!gram_state_feed_bytes(g, &s, (const uint8_t *)text, (int)strlen(text), &scratch)) return 0;
+    return gram_state_complete(g, &s);
+}
+
+/* 1 if the text is a viable prefix (every byte accepted) */
+static int prefix_ok(const struct gram *g, const char *text)
+{
+    static struct gram_state s, scratch;
+    gram_state_init(&s, g);
+    return gram_state_feed_bytes(g, &s, (const uint8_t *)text, (int)strlen(text), &scratch);
+}
+
+struct tcase {
+    const char *schema;
+    const char *good[6];
+    const char *bad[6];
+};
+
+static const struct tcase CASES[] = {
+    {"{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\"},\"b\":{\"type\":\"string\"}},"
+     "\"required\":[\"a\",\"b\"],\"additionalProperties\":false}",
+     {"{\"a\":1,\"b\":\"x\"}", "{ \"a\" : -12 , \"b\" : \"\" }", "{\"a\":0,\"b\":\"\\u00e9\\n\"}", " {\"a\":5,\"b\":\"é\"}\n"},
+     {"{\"a\":1}", "{\"b\":\"x\",\"a\":1}", "{\"a\":1.5,\"b\":\"x\"}", "{\"a\":01,\"b\":\"x\"}", "{\"a\":1,\"b\":\"x\",}",
+      "{\"a\":1,\"b\":\"x\",\"c\":1}"}},
+    {"{\"type\":\"object\",\"properties\":{\"x\":{\"type\":\"boolean\"},\"y\":{\"type\":\"null\"}}}",
+     {"{}", "{\"x\":true}", "{\"y\":null}", "{\"x\":false,\"y\":null}", "{\"x\":true,\"other\":[1,{\"k\":\"v\"}]}"},
+     {"{\"x\":1}", "{\"y\":null,\"x\":true}", "{\"x\":tru}", "{\"x\":true,\"x\":true}"}},
+    {"{\"type\":\"array\",\"items\":{\"enum\":[\"red\",\"green\",1,null]},\"minItems\":1,\"maxItems\":2}",
+     {"[\"red\"]", "[1,null]", "[ \"green\" , \"red\" ]"},
+     {"[]", "[\"blue\"]", "[1,1,1]", "[\"re\"]", "[2]"}},
+    {"{\"type\":\"string\",\"minLength\":2,\"maxLength\":3}",
+     {"\"ab\"", "\"abc\"", "\"日本\"", "\"\\n\\t\""},
+     {"\"a\"", "\"abcd\"", "\"\xff\"", "\"\xc3\"", "\"\\x\""}},
+    {"{\"type\":\"integer\",\"minimum\":-5,\"maximum\":120}",
+     {"0", "-5", "120", "99", "-1"},
+     {"-6", "121", "1000", "-0", "1.0", "00"}},
+    {"{\"anyOf\":[{\"type\":\"object\",\"properties\":{\"k\":{\"const\":\"a\"},\"v\":{\"type\":\"number\"}},\"required\":[\"k\",\"v\"],\"additionalProperties\":false},"
+     "{\"type\":\"object\",\"properties\":{\"k\":{\"const\":\"b\"},\"w\":{\"type\":\"string\"}},\"required\":[\"k\",\"w\"],\"additionalProperties\":false}]}",
+     {"{\"k\":\"a\",\"v\":1.5e3}", "{\"k\":\"b\",\"w\":\"z\"}"},
+     {"{\"k\":\"a\",\"w\":\"z\"}", "{\"k\":\"b\",\"v\":1}", "{\"k\":\"c\"}"}},
+    {"{\"$schema\":\"http://json-schema.org/draft-07/schema#\",\"$ref\":\"#/definitions/T\",\"definitions\":{\"T\":{\"type\":\"object\","
+     "\"properties\":{\"n\":{\"type\":\"integer\"},\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/definitions/T\"}}},"
+     "\"required\":[\"n\",\"kids\"],\"additionalProperties\":false}}}",
+     {"{\"n\":1,\"kids\":[]}", "{\"n\":1,\"kids\":[{\"n\":2,\"kids\":[{\"n\":3,\"kids\":[]}]}]}"},
+     {"{\"n\":1}", "{\"n\":1,\"kids\":[{\"n\":2}]}"}},
+    {"{\"type\":\"object\",\"properties\":{\"d\":{\"type\":\"string\",\"format\":\"date\"},\"u\":{\"type\":\"string\",\"format\":\"uuid\"},"
+     "\"t\":{\"type\":\"string\",\"format\":\"date-time\"},\"e\":{\"type\":\"string\",\"format\":\"email\"}},\"required\":[\"d\",\"u\",\"t\",\"e\"],\"additionalProperties\":false}",
+     {"{\"d\":\"2024-02-28\",\"u\":\"123e4567-e89b-12d3-a456-426614174000\",\"t\":\"2024-12-01T23:59:00Z\",\"e\":\"a@b.cd\"}"},
+     {"{\"d\":\"2024-13-01\",\"u\":\"123e4567-e89b-12d3-a456-426614174000\",\"t\":\"2024-12-01T23:59:00Z\",\"e\":\"a@b.cd\"}",
+      "{\"d\":\"2024-02-28\",\"u\":\"123e4567\",\"t\":\"2024-12-01T23:59:00Z\",\"e\":\"a@b.cd\"}",
+      "{\"d\":\"2024-02-28\",\"u\":\"123e4567-e89b-12d3-a456-426614174000\",\"t\":\"2024-12-01T24:00:00Z\",\"e\":\"a@b.cd\"}",
+      "{\"d\":\"2024-02-28\",\"u\":\"123e4567-e89b-12d3-a456-426614174000\",\"t\":\"2024-12-01T23:59:00Z\",\"e\":\"ab.cd\"}"}},
+    {"{\"type\":[\"number\",\"null\"],\"description\":\"nullable\",\"default\":null,\"title\":\"x\"}",
+     {"1", "-0.5", "null", "3e+10", "0.25E-2"},
+     {"nul", "1.", "-", ".5", "1e", "\"1\""}},
+};
+
+static void test_cases(void)
+{
+    for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++) {
+        struct ms_err err = {{0}};
+        struct gram *g = compile_text(CASES[i].schema, &err);
+        test_cond("case schema compiles", g != NULL);
+        if (!g) {
+            fprintf(stderr, "  case %zu: %s\n", i, err.msg);
+            continue;
+        }
+        for (int k = 0; k < 6 && CASES[i].good[k]; k++) {
+            int ok = matches(g, CASES[i].good[k]);
+            test_cond("valid text accepted", ok);
+            if (!ok) fprintf(stderr, "  case %zu: refused %s\n", i, CASES[i].good[k]);
+        }
+        for (int k = 0; k < 6 && CASES[i].bad[k]; k++) {
+            int ok = matches(g, CASES[i].bad[k]);
+            test_cond("invalid text refused", !ok);
+            if (ok) fprintf(stderr, "  case %zu: accepted %s\n", i, CASES[i].bad[k]);
+        }
+        gram_release(g);
+    }
+}
+
+static void test_errors(void)
+{
+    static const char *const bad[][2] = {
+        {"{\"type\":\"string\",\"pattern\":\"^a+$\"}", "pattern"},
+        {"{\"oneOf\":[{\"type\":\"string\"}]}", "oneOf"},
+        {"{\"type\":\"object\",\"patternProperties\":{}}", "patternProperties"},
+        {"{\"$ref\":\"#/$defs/missing\"}", "does not resolve"},
+        {"{\"$ref\":\"http://example.com/s.json\"}", "does not resolve"},
+        {"{\"type\":\"string\",\"format\":\"ipv4\"}", "ipv4"},
+        {"{\"type\":\"wat\"}", "wat"},
+        {"{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"type\":\"object\",\"properties\":{\"a\":{\"$ref\":\"#/$defs/a\"}},\"required\":[\"a\"]}}}",
+         "no finite instance"},
+        {"{\"$ref\":\"#/$defs/a\",\"$defs\":{\"a\":{\"$ref\":\"#/$defs/b\"},\"b\":{\"$ref\":\"#/$defs/a\"}}}", "cycle"},
+        {"{\"type\":\"array\",\"minItems\":3,\"maxItems\":2}", "minItems"},
+        {"{\"type\":\"object\",\"required\":[\"q\"],\"additionalProperties\":false}", "q"},
+        {"[1]", "object"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct ms_err err = {{0}};
+        cJSON *s = cJSON_Parse(bad[i][0]);
+        struct gram *g = s ? gram_compile_json_schema(s, &err) : NULL;
+        cJSON_Delete(s);
+        test_cond("bad schema refused, naming the problem", !g && strstr(err.msg, bad[i][1]));
+        if (g || !strstr(err.msg, bad[i][1])) fprintf(stderr, "  %s -> '%s'\n", bad[i][0], err.msg);
+        gram_release(g);
+    }
+}
+
+static void test_json_object_and_tools(void)
+{
+    struct ms_err err = {{0}};
+    struct gram *g = gram_compile_json_object(&err);
+    test_cond("json_object compiles", g != NULL);
+    if (g) {
+        test_cond("object", matches(g, "{\"a\":[1,2,{\"b\":null}],\"c\":\"d\"}"));
+        test_cond("not an array", !matches(g, "[1]"));
+        test_cond("not a string", !matches(g, "\"x\""));
+        gram_release(g);
+    }
+    cJSON *params = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"city\":{\"type\":\"string\"}},\"required\":[\"city\"],\"additionalProperties\":false}");
+    const char *names[] = {"get_weather", "noop"};
+    const cJSON *ps[] = {params, NULL};
+    g = gram_compile_tool_call(2, names, ps, &err);
+    test_cond("tool call grammar compiles", g != NULL);
+    if (g) {
+        test_cond("call", matches(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"));
+        test_cond("other tool", matches(g, "<tool_call>\n{\"name\": \"noop\", \"arguments\": {}}\n</tool_call>"));
+        test_cond("unknown tool", !prefix_ok(g, "<tool_call>\n{\"name\": \"nope"));
+        test_cond("bad args", !prefix_ok(g, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"town\""));
+        test_cond("unterminated", !matches(g, "<tool_call>\n{\"name\": \"noop\", \"arguments\": {}}"));
+        gram_release(g);
+    }
+    cJSON_Delete(params);
+}
+
+/* ---- the mask against brute force on the real vocabulary -------------------------------- */
+
+static uint64_t rng = 0x1234567;
+static uint32_t next_rand(void)
+{
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng >> 33);
+}
+
+static struct gram_vocab *load_vocab(const struct tokenizer *tok, int32_t eos)
+{
+    int n = (int)tok_vocab_size(tok);
+    const char **bytes = calloc((size_t)n, sizeof *bytes);
+    size_t *lens = calloc((size_t)n, sizeof *lens);
+    uint8_t *kinds = calloc((size_t)n, 1);
+    for (int i = 0; i < n; i++) {
+        bytes[i] = tok_id_to_bytes(tok, i, &lens[i]);
+        const char *piece = tok_id_to_piece(tok, i);
+        kinds[i] = i == eos ? GRAM_TOK_END : tok_is_special(tok, i) ? GRAM_TOK_NEVER : GRAM_TOK_TEXT;
+        if (piece && (!strcmp(piece, "<tool_call>") || !strcmp(piece, "</tool_call>"))) kinds[i] = GRAM_TOK_TOOL;
+        else if (piece && piece[0] == '<' && kinds[i] == GRAM_TOK_TEXT && i >= 151643) kinds[i] = GRAM_TOK_NEVER;
+    }
+    struct ms_err err = {{0}};
+    struct gram_vocab *v = gram_vocab_create(n, bytes, lens, kinds, &err);
+    free(bytes);
+    free(lens);
+    free(kinds);
+    return v;
+}
+
+/* brute force: is token t allowed in state s? */
+static int brute(const struct gram *g, const struct tokenizer *tok, const struct gram_state *s, int t, int32_t eos)
+{
+    static struct gram_state a, b;
+    if (t == eos) return gram_state_complete(g, s);
+    const char *piece = tok_id_to_piece(tok, t);
+    if (tok_is_special(tok, t) || (t >= 151643 && piece && piece[0] == '<' &&
+                                   !(g->tool_call && (!strcmp(piece, "<tool_call>") || !strcmp(piece, "</tool_call>")))))
+        return 0;
+    size_t len;
+    const char *bytes = tok_id_to_bytes(tok, t, &len);
+    if (!bytes || len == 0) return 0;
+    gram_state_copy(&a, s);
+    return gram_state_feed_bytes(g, &a, (const uint8_t *)bytes, (int)len, &b);
+}
+
+static void test_mask(const struct tokenizer *tok)
+{
+    int32_t eos = tok_token_id(tok, "<|im_end|>");
+    struct gram_vocab *v = load_vocab(tok, eos);
+    test_cond("vocabulary builds", v != NULL);
+    if (!v) return;
+    int n = gram_vocab_size(v), words = (n + 31) / 32;
+    uint32_t *bits = malloc((size_t)words * sizeof *bits);
+    static struct gram_state mirror, scratch;
+    int checked = 0, mismatches = 0;
+    for (size_t c = 0; c < sizeof CASES / sizeof *CASES + 2; c++) {
+        struct ms_err err = {{0}};
+        struct gram *g;
+        if (c < sizeof CASES / sizeof *CASES) g = compile_text(CASES[c].schema, &err);
+        else if (c == sizeof CASES / sizeof *CASES) g = gram_compile_json_object(&err);
+        else {
+            cJSON *p = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\",\"maxLength\":5}},\"required\":[\"q\"]}");
+            const char *nm[] = {"search"};
+            const cJSON *ps[] = {p};
+            g = gram_compile_tool_call(1, nm, ps, &err);
+            cJSON_Delete(p);
+        }
+        if (!g) continue;
+        for (int walkno = 0; walkno < 2; walkno++) {
+            struct gram_matcher *m = gram_matcher_create(g, v, &err);
+            gram_state_init(&mirror, g);
+            for (int step = 0; step < 40; step++) {
+                gram_matcher_mask(m, bits);
+                int allowed = 0, first_bad = -1;
+                for (int t = 0; t < n; t++) {
+                    int fast = bits[t >> 5] >> (t & 31) & 1, slow = brute(g, tok, &mirror, t, eos);
+                    allowed += fast;
+                    if (fast != slow && first_bad < 0) first_bad = t;
+                }
+                checked++;
+                if (first_bad >= 0) {
+                    mismatches++;
+                    fprintf(stderr, "  case %zu step %d: token %d (%s) differs\n", c, step, first_bad,
+                            tok_id_to_piece(tok, first_bad));
+                }
+                if (allowed == 0) {
+                    fprintf(stderr, "  case %zu step %d: empty mask\n", c, step);
+                    mismatches++;
+                    break;
+                }
+                /* a random allowed token, preferring short ones so walks get deep */
+                int pick = -1;
+                for (int tries = 0; tries < 200000 && pick < 0; tries++) {
+                    int t = (int)(next_rand() % (uint32_t)n);
+                    size_t len = 0;
+                    tok_id_to_bytes(tok, t, &len);
+                    if ((bits[t >> 5] >> (t & 31) & 1) && (len <= 2 || next_rand() % 4 == 0)) pick = t;
+                }
+                if (pick < 0 || pick == eos) break;
+                test_cond("accept an allowed token", gram_matcher_accept(m, pick) == 0);
+                size_t len;
+                const char *b = tok_id_to_bytes(tok, pick, &len);
+                gram_state_feed_bytes(g, &mirror, (const uint8_t *)b, (int)len, &scratch);
+            }
+            gram_matcher_destroy(m);
+        }
+        gram_release(g);
+    }
+    printf("mask vs brute force: %d states checked, %d mismatches\n", checked, mismatches);
+    test_cond("mask equals brute force on every sampled state", mismatches == 0 && checked > 100);
+    free(bits);
+    gram_vocab_destroy(v);
+}
+
+int main(int argc, char **argv)
+{
+    test_cases();
+    test_errors();
+    test_json_object_and_tools();
+    if (argc > 1) {
+        struct ms_err err = {{0}};
+        struct tokenizer *tok = tok_load(argv[1], &err);
+        test_cond("tokenizer loads", tok != NULL);
+        if (tok) test_mask(tok);
+        tok_free(tok);
+    }
+    test_report();
+}
