@@ -18,11 +18,15 @@
 
 #include "config/model_config.h"
 #include "engine/engine.h"
+#include "server/api_format.h"
+#include "server/constraint.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
 #include "server/output_parser.h"
+#include "server/resp_store.h"
 #include "server/sbuf.h"
 #include "server/server_log.h"
+#include "server/webui.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -38,6 +42,7 @@ struct http_server {
     struct MHD_Daemon *daemon;
     int port;
     struct metrics *metrics;
+    struct resp_store *rstore; /* stored Responses (thread-safe) */
     /* set once by http_server_set_engine, then read-only */
     struct engine *engine;
     const struct model *model;
@@ -47,6 +52,8 @@ struct http_server {
     int32_t think_start_id, think_end_id;
     int32_t *early_stop_ids;
     int n_early_stop_ids;
+    struct gram_vocab *gvocab;   /* structured outputs' view of the vocabulary (NULL: unavailable) */
+    struct gram_cache *gcache;   /* compiled grammars (thread-safe) */
     atomic_bool ready, draining, stopping;
     atomic_int active_jobs;      /* generation requests not yet freed */
     atomic_int inflight_choices; /* engine requests submitted and not finished */
@@ -99,6 +106,9 @@ struct job {
     size_t pending_off;
     /* for the access log */
     int prompt_tokens, completion_tokens;
+    /* the Responses / Messages APIs: NULL for chat and text completions */
+    const struct api_ops *api;
+    struct api_ctx actx;
 };
 
 struct conn {
@@ -106,6 +116,7 @@ struct conn {
     char req_id[72];
     char route[96];
     bool post, too_large, responded;
+    const struct api_ops *api; /* the route's API when not OpenAI's chat/completions shape */
     struct sbuf body;
     double t_start;
     int status;
@@ -182,7 +193,7 @@ static enum MHD_Result respond_json(struct MHD_Connection *c, struct conn *k, in
 static enum MHD_Result respond_error(struct MHD_Connection *c, struct conn *k, const struct oa_error *e)
 {
     server_log(LOG_LEVEL_INFO, k->req_id, "%s -> %d: %s", k->route, e->status, e->message);
-    char *body = oa_error_body(e);
+    char *body = k->api ? k->api->error_body(e) : oa_error_body(e);
     if (!body) return respond(c, k, 500, "text/plain", strdup("out of memory\n"), NULL);
     return respond(c, k, e->status, "application/json", body, e->status == 429 ? "1" : NULL);
 }
@@ -291,6 +302,7 @@ static void job_free(struct job *j)
     }
     free(j->choices);
     oa_request_free(&j->req);
+    api_ctx_free(&j->actx);
     sbuf_free(&j->pending);
     pthread_mutex_destroy(&j->lock);
     pthread_cond_destroy(&j->cond);
@@ -588,8 +600,14 @@ static void choice_emit(struct job *j, struct choice *ch)
     if (ending) ch->finish_sent = true;
 }
 
+static void api_stream_step(struct job *j);
+
 static void job_stream_step(struct job *j)
 {
+    if (j->api) {
+        api_stream_step(j);
+        return;
+    }
     for (int i = 0; i < j->n_choices; i++) choice_emit(j, &j->choices[i]);
     if (!j->done && job_all_final(j)) {
         j->done = true;
@@ -650,8 +668,11 @@ static void sse_free(void *cls)
 
 /* ---- non-streamed --------------------------------------------------------------------------- */
 
+static char *api_response(struct job *j);
+
 static char *job_response(struct job *j)
 {
+    if (j->api) return api_response(j);
     if (j->n_choices <= 0) return NULL;
     struct oa_choice *out = calloc((size_t)j->n_choices, sizeof *out);
     if (!out) return NULL;
@@ -706,6 +727,17 @@ static void fill_params(struct job *j, struct choice *ch, int sample, struct eng
     p->n_stop_token_ids = r->n_stop_token_ids;
     p->ignore_eos = r->ignore_eos;
     p->priority = r->priority;
+    p->grammar_start_id = p->grammar_open_id = -1;
+    if (r->grammar) {
+        struct ms_err gerr = {{0}};
+        p->grammar = gram_matcher_create(r->grammar, s->gvocab, &gerr); /* NULL: job_submit refuses */
+        /* thinking stays free: the answer after </think> is what the grammar constrains; a
+         * prompt that did not open <think> lets the model open it as its first token */
+        if (r->route == OA_ROUTE_CHAT && r->thinking && s->think_end_id >= 0 && s->think_start_id >= 0) {
+            p->grammar_start_id = s->think_end_id;
+            if (!r->starts_in_thinking) p->grammar_open_id = s->think_start_id;
+        }
+    }
     if (r->route == OA_ROUTE_CHAT && r->thinking && s->think_start_id >= 0 && s->think_end_id >= 0 &&
         s->n_early_stop_ids > 0) {
         int budget = r->thinking_budget >= 0        ? r->thinking_budget
@@ -767,7 +799,8 @@ static int job_submit(struct job *j, struct oa_error *e)
         struct engine_request_params p;
         fill_params(j, ch, i % j->req.n, &p);
         struct ms_err err = {{0}};
-        int rc = engine_submit(s->engine, &p, ch->stream, &ch->eid, &err);
+        int rc = j->req.grammar && !p.grammar ? ms_err_set(&err, MS_ERR_NOMEM, "out of memory for a grammar matcher")
+                                              : engine_submit(s->engine, &p, ch->stream, &ch->eid, &err);
         if (rc) {
             /* the ones submitted stay counted until they finish or job_free releases them */
             atomic_fetch_sub(&s->inflight_choices, j->n_choices - i);
@@ -791,6 +824,112 @@ static bool model_name_ok(struct http_server *s, const char *name)
     return !name[0] || !strcmp(name, s->cfg.served_model_name) || (s->cfg.model_dir && !strcmp(name, s->cfg.model_dir));
 }
 
+/* ---- the Responses and Messages APIs (server/api_format.h) ------------------------------------ */
+
+/* Translates the body into a chat-completions body, which replaces it. */
+static int api_translate(struct job *j, struct conn *k, struct oa_error *e)
+{
+    struct api_ctx *c = &j->actx;
+    j->api = k->api;
+    snprintf(c->id, sizeof c->id, "%s", k->api == &api_anthropic ? "msg_" : "resp_");
+    random_hex(c->id + strlen(c->id), 32);
+    snprintf(c->model, sizeof c->model, "%s", k->srv->cfg.served_model_name);
+    c->created = (long)time(NULL);
+    c->rs = k->srv->rstore;
+    struct sbuf chat = {0};
+    int rc = k->api->translate(c, k->body.s ? k->body.s : "", k->body.len, &chat, e);
+    sbuf_free(&k->body);
+    k->body = chat;
+    return rc;
+}
+
+/* What the job's one choice (these APIs take no n) holds now. */
+static struct api_output api_output_of(struct job *j, struct choice *ch)
+{
+    assign_call_ids(j, ch);
+    struct api_output o = {
+        .reasoning = ch->out.reasoning.s ? ch->out.reasoning.s : "",
+        .content = ch->out.content.s ? ch->out.content.s : "",
+        .calls = ch->out.calls,
+        .call_ids = (const char(*)[40])ch->call_ids,
+        .n_calls = ch->call_ids ? ch->out.n_calls : 0,
+    };
+    o.finish = ch->finish == FINISH_LENGTH ? API_FINISH_LENGTH
+               : ch->finish == FINISH_ABORT ? API_FINISH_ABORT
+               : o.n_calls                  ? API_FINISH_TOOL_CALLS
+                                            : API_FINISH_STOP;
+    int si = output_parser_stop_index(ch->parser);
+    if (si >= 0 && si < j->req.n_stops) o.stop_sequence = j->req.stops[si];
+    return o;
+}
+
+static void api_stream_step(struct job *j)
+{
+    struct choice *ch = &j->choices[0];
+    bool failed = ch->final && ch->finish == FINISH_ERROR;
+    struct api_output o = api_output_of(j, ch);
+    o.first_call = ch->out.n_calls_sent;
+    if (!failed && (o.reasoning[0] || o.content[0] || o.n_calls > o.first_call)) {
+        j->api->stream_delta(&j->actx, &o, &j->pending);
+        ch->out.n_calls_sent = o.n_calls;
+        sbuf_clear(&ch->out.reasoning);
+        sbuf_clear(&ch->out.content);
+        j->t_last_write = ms_now();
+    }
+    if (j->done || !job_all_final(j)) return;
+    j->done = true;
+    o = api_output_of(j, ch);
+    o.usage = job_usage(j);
+    if (failed) {
+        struct oa_error e;
+        oa_error_set(&e, 500, NULL, NULL, "generation failed: %s", ch->error);
+        j->api->stream_error(&j->actx, &e, &j->pending);
+    } else {
+        j->api->stream_end(&j->actx, &o, &j->pending);
+    }
+    metrics_observe(j->srv->metrics, METRICS_HIST_E2E, ms_now() - j->t_submit);
+}
+
+static char *api_response(struct job *j)
+{
+    struct api_output o = api_output_of(j, &j->choices[0]);
+    o.usage = job_usage(j);
+    return j->api->response(&j->actx, &o);
+}
+
+/* POST /v1/messages/count_tokens: the prompt /v1/messages would render, counted. */
+static enum MHD_Result handle_count_tokens(struct MHD_Connection *c, struct conn *k)
+{
+    struct http_server *s = k->srv;
+    struct api_ctx ctx = {.count_only = true};
+    struct oa_error e = {0};
+    struct sbuf chat = {0};
+    struct oa_request r = {0};
+    int rc = api_anthropic.translate(&ctx, k->body.s ? k->body.s : "", k->body.len, &chat, &e);
+    sbuf_free(&k->body);
+    if (!rc) rc = oa_request_parse(chat.s, chat.len, OA_ROUTE_CHAT, &r, &e);
+    if (!rc && !model_name_ok(s, r.model))
+        rc = oa_error_set(&e, 404, "model", "model_not_found", "The model `%s` does not exist.", r.model);
+    if (!rc) rc = oa_request_build_prompts(&r, s->tok, s->tmpl, INT32_MAX, s->model->cfg.vocab_size, &e);
+    char body[64];
+    if (!rc) snprintf(body, sizeof body, "{\"input_tokens\":%d}", r.prompts[0].n_ids);
+    oa_request_free(&r);
+    sbuf_free(&chat);
+    api_ctx_free(&ctx);
+    if (rc) return respond_error(c, k, &e);
+    return respond_json(c, k, 200, strdup(body));
+}
+
+/* GET /v1/responses/{id}: a stored response. */
+static enum MHD_Result handle_get_response(struct MHD_Connection *c, struct conn *k, const char *id)
+{
+    char *body = resp_store_get(k->srv->rstore, id, 1);
+    if (body) return respond_json(c, k, 200, body);
+    struct oa_error e;
+    oa_error_set(&e, 404, NULL, "not_found", "Response with id '%.200s' not found.", id);
+    return respond_error(c, k, &e);
+}
+
 static enum MHD_Result handle_generate(struct MHD_Connection *c, struct conn *k, enum oa_route route)
 {
     struct http_server *s = k->srv;
@@ -808,14 +947,20 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct conn *k,
     j->fd = ci ? ci->connect_fd : -1;
     k->job = j; /* the connection's reference, dropped when the request completes */
 
-    int rc = oa_request_parse(k->body.s ? k->body.s : "", k->body.len, route, &j->req, &e);
+    int rc = 0;
+    if (k->api) rc = api_translate(j, k, &e);
+    if (!rc) rc = oa_request_parse(k->body.s ? k->body.s : "", k->body.len, route, &j->req, &e);
+    if (!rc) rc = constraint_compile(&j->req, s->gcache, &e);
+    if (!rc && j->req.grammar && !s->gvocab)
+        rc = oa_error_set(&e, 500, NULL, NULL, "structured outputs are unavailable on this server (see its log)");
     sbuf_free(&k->body);
     if (!rc && !model_name_ok(s, j->req.model))
         rc = oa_error_set(&e, 404, "model", "model_not_found", "The model `%s` does not exist.", j->req.model);
     if (!rc)
         rc = oa_request_build_prompts(&j->req, s->tok, s->tmpl, s->max_model_len, s->model->cfg.vocab_size, &e);
-    snprintf(j->resp_id, sizeof j->resp_id, "%s", route == OA_ROUTE_CHAT ? "chatcmpl-" : "cmpl-");
-    random_hex(j->resp_id + strlen(j->resp_id), 32);
+    snprintf(j->resp_id, sizeof j->resp_id, "%s", k->api ? j->actx.id : route == OA_ROUTE_CHAT ? "chatcmpl-" : "cmpl-");
+    if (!k->api) random_hex(j->resp_id + strlen(j->resp_id), 32);
+    if (!rc && k->api) j->actx.prompt_tokens = j->req.prompts[0].n_ids;
     j->meta = (struct oa_meta){.id = j->resp_id,
                                .model = s->cfg.served_model_name,
                                .created = (long)time(NULL),
@@ -823,6 +968,7 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct conn *k,
                                .usage_null = j->req.include_usage};
     if (!rc) rc = job_setup_choices(j, &e);
     if (!rc) rc = job_submit(j, &e);
+    if (rc && k->api) api_error_param(k->api, &e);
     if (rc) return respond_error(c, k, &e);
     server_log(LOG_LEVEL_DEBUG, k->req_id, "%s: %d choice(s), prompt %d tokens", k->route, j->n_choices,
                j->req.prompts[0].n_ids);
@@ -833,7 +979,8 @@ static enum MHD_Result handle_generate(struct MHD_Connection *c, struct conn *k,
         struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_SSE_BLOCK, sse_reader, j, sse_free);
         if (!r) return MHD_NO;
         atomic_fetch_add(&j->refs, 1); /* the response's reference, dropped by sse_free */
-        for (int i = 0; i < j->n_choices; i++) choice_emit(j, &j->choices[i]); /* role chunks at once */
+        if (j->api) j->api->stream_begin(&j->actx, &j->pending);
+        else for (int i = 0; i < j->n_choices; i++) choice_emit(j, &j->choices[i]); /* role chunks at once */
         MHD_add_response_header(r, "Content-Type", "text/event-stream; charset=utf-8");
         MHD_add_response_header(r, "Cache-Control", "no-cache");
         MHD_add_response_header(r, "X-Accel-Buffering", "no");
@@ -1023,11 +1170,14 @@ static enum MHD_Result handle_options(struct MHD_Connection *c, struct conn *k)
 
 /* ---- dispatch ------------------------------------------------------------------------------- */
 
-static bool authorized(struct http_server *s, struct MHD_Connection *c)
+static bool authorized(struct http_server *s, struct MHD_Connection *c, bool x_api_key)
 {
     if (!s->cfg.api_key || !s->cfg.api_key[0]) return true;
     const char *h = NULL;
     size_t n = 0; /* the header's length: a NUL inside it must not cut the comparison short */
+    /* Anthropic's clients send the key as x-api-key (taken on the Messages routes only) */
+    if (x_api_key && MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, "x-api-key", 9, &h, &n) == MHD_YES && h)
+        return key_matches(h, n, s->cfg.api_key);
     if (MHD_lookup_connection_value_n(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION,
                                       strlen(MHD_HTTP_HEADER_AUTHORIZATION), &h, &n) != MHD_YES ||
         !h || n < 7 || strncasecmp(h, "Bearer ", 7))
@@ -1048,6 +1198,19 @@ static bool json_content_type(const char *ct)
            (n == 10 && !strncasecmp(ct, "text/plain", 10)) || (n > 5 && !strncasecmp(ct + n - 5, "+json", 5));
 }
 
+static enum MHD_Result handle_webui(struct MHD_Connection *c, struct conn *k, const struct webui_asset *a)
+{
+    unsigned status;
+    struct MHD_Response *r = webui_response(a, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match"), &status);
+    if (!r) return MHD_NO;
+    add_common_headers(k->srv, r, k->req_id);
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    k->status = (int)status;
+    k->responded = true;
+    return ret;
+}
+
 static enum MHD_Result dispatch(struct MHD_Connection *c, struct conn *k, const char *url, const char *method)
 {
     struct http_server *s = k->srv;
@@ -1060,26 +1223,35 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct conn *k, const 
     }
     if (!strcmp(url, "/health")) return handle_health(c, k);
     if (!strcmp(url, "/metrics")) return handle_metrics(c, k);
+    const struct webui_asset *page = s->cfg.webui && get ? webui_find(url) : NULL;
+    if (page) return handle_webui(c, k, page); /* no key needed: the page asks for it */
     static const struct {
         const char *path;
         bool post;
     } routes[] = {{"/v1/chat/completions", true}, {"/v1/completions", true}, {"/v1/models", false},
                   {"/tokenize", true},            {"/detokenize", true},     {"/v1/tokenize", true},
-                  {"/v1/detokenize", true}};
+                  {"/v1/detokenize", true},
+                  {"/v1/responses", true},        {"/v1/messages", true},    {"/v1/messages/count_tokens", true},
+                  {"/v1/responses/{id}", false}};
     size_t i = 0, n = sizeof routes / sizeof routes[0];
     const char *model_id = NULL;
     if (!strncmp(url, "/v1/models/", 11) && url[11]) model_id = url + 11, url = "/v1/models";
+    const char *resp_id = NULL;
+    if (!strncmp(url, "/v1/responses/", 14) && url[14]) resp_id = url + 14, url = "/v1/responses/{id}";
     while (i < n && strcmp(url, routes[i].path)) i++;
     if (i == n) {
         char msg[160];
         snprintf(msg, sizeof msg, "no route %s %.100s", method, url);
         return error_reply(c, k, 404, NULL, "not_found", msg);
     }
+    if (i == 8 || i == 9) k->api = &api_anthropic;
+    if (i == 7 || i == 10) k->api = &api_responses;
     if (routes[i].post ? !post : !get) return error_reply(c, k, 405, NULL, "method_not_allowed", "method not allowed");
-    if (!authorized(s, c))
-        return error_reply(c, k, 401, NULL, "invalid_api_key", "missing or invalid API key (Authorization: Bearer ...)");
+    if (!authorized(s, c, k->api == &api_anthropic))
+        return error_reply(c, k, 401, NULL, "invalid_api_key",
+                           "missing or invalid API key (Authorization: Bearer ... or x-api-key: ...)");
     if (!atomic_load(&s->ready)) return error_reply(c, k, 503, NULL, "loading", "the model is still loading");
-    if (i <= 1 && atomic_load(&s->draining))
+    if ((i <= 1 || i == 7 || i == 8) && atomic_load(&s->draining))
         return error_reply(c, k, 503, NULL, "shutting_down", "the server is shutting down");
     if (routes[i].post && !json_content_type(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type")))
         return error_reply(c, k, 415, NULL, "unsupported_media_type",
@@ -1089,6 +1261,9 @@ static enum MHD_Result dispatch(struct MHD_Connection *c, struct conn *k, const 
     case 1: return handle_generate(c, k, OA_ROUTE_COMPLETION);
     case 2: return handle_models(c, k, model_id);
     case 3: case 5: return handle_tokenize(c, k, false);
+    case 7: case 8: return handle_generate(c, k, OA_ROUTE_CHAT);
+    case 9: return handle_count_tokens(c, k);
+    case 10: return handle_get_response(c, k, resp_id);
     default: return handle_tokenize(c, k, true);
     }
 }
@@ -1183,6 +1358,7 @@ void http_server_config_defaults(struct http_server_config *cfg)
         .reasoning_field = REASONING_FIELD_BOTH,
         .engine_stall_s = 60,
         .cors_origin = "*",
+        .webui = true,
     };
 }
 
@@ -1197,6 +1373,8 @@ struct http_server *http_server_create(const struct http_server_config *cfg, str
     s->created = (long)time(NULL);
     s->think_start_id = s->think_end_id = -1;
     if (!(s->metrics = metrics_create(cfg->served_model_name))) goto nomem;
+    if (!(s->rstore = resp_store_create())) goto nomem;
+    if (!(s->gcache = gram_cache_create(CONSTRAINT_CACHE_SIZE))) goto nomem;
 
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
     struct addrinfo *ai = NULL;
@@ -1232,6 +1410,8 @@ nomem:
     ms_err_set(err, MS_ERR_NOMEM, "out of memory");
 fail:
     metrics_destroy(s->metrics);
+    resp_store_destroy(s->rstore);
+    gram_cache_destroy(s->gcache);
     free(s);
     return NULL;
 }
@@ -1253,6 +1433,8 @@ void http_server_set_engine(struct http_server *s, struct engine *e, const struc
     if (s->think_start_id >= 0 && s->think_end_id >= 0 &&
         tok_encode(tok, EARLY_STOP_TEXT, strlen(EARLY_STOP_TEXT), 1, &s->early_stop_ids, &n, &err) == 0)
         s->n_early_stop_ids = (int)n;
+    if (!(s->gvocab = constraint_vocab(tok, &m->cfg, &err)))
+        server_log(LOG_LEVEL_WARN, NULL, "structured outputs are unavailable: %s", err.msg);
     atomic_store(&s->ready, true);
 }
 
@@ -1288,6 +1470,9 @@ void http_server_destroy(struct http_server *s)
      * MHD_stop_daemon closes every socket and joins the threads. */
     MHD_stop_daemon(s->daemon);
     metrics_destroy(s->metrics);
+    resp_store_destroy(s->rstore);
+    gram_cache_destroy(s->gcache);
+    gram_vocab_destroy(s->gvocab);
     free(s->early_stop_ids);
     free(s);
 }

@@ -1,5 +1,6 @@
 /* The HTTP front end: a libmicrohttpd daemon serving the OpenAI API (chat completions,
- * completions, models), /tokenize, /detokenize, /health and /metrics in front of one engine.
+ * completions, models), /tokenize, /detokenize, /health, /metrics and the chat page at / in front of
+ * one engine.
  *
  * Threading (the choice and why): MHD_USE_THREAD_PER_CONNECTION with an internal polling thread
  * that only accepts. Each connection runs on its own thread, so a request handler may block on
@@ -47,6 +48,7 @@ struct http_server_config {
     enum reasoning_field reasoning_field;
     double engine_stall_s;       /* /health 503 when requests run but no step happened for this long */
     const char *cors_origin;     /* Access-Control-Allow-Origin ("*") */
+    bool webui;                  /* serve the chat page at GET / (server/webui.h); default true */
     /* test hooks (0: off), from MOESERVE_TEST_* variables: the engine thread sleeps this long in the
      * first event of each request (a wedged engine); each choice fails after this many tokens as if
      * the engine had failed it (an error inside a stream) */

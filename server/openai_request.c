@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grammar/gram_schema.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -446,20 +447,34 @@ static int json_depth(const cJSON *j)
     return max + 1;
 }
 
+cJSON *oa_parse_object(const char *body, size_t len, struct oa_error *e)
+{
+    struct ms_err perr = {{0}};
+    if (oa_body_check(body, len, e)) return NULL;
+    cJSON *root = tmpl_json_parse(body, len, &perr);
+    if (!root) {
+        oa_error_set(e, 400, NULL, NULL, "the body is not valid JSON: %s", perr.msg);
+        return NULL;
+    }
+    if (!cJSON_IsObject(root)) {
+        oa_error_set(e, 400, NULL, NULL, "the body must be a JSON object");
+    } else if (json_depth(root) > OA_MAX_JSON_DEPTH) {
+        /* the chat template walks values recursively: bound the depth it can be handed */
+        oa_error_set(e, 400, NULL, NULL, "the body nests deeper than %d levels", OA_MAX_JSON_DEPTH);
+    } else {
+        return root;
+    }
+    cJSON_Delete(root);
+    return NULL;
+}
+
 int oa_request_parse(const char *body, size_t len, enum oa_route route, struct oa_request *r, struct oa_error *e)
 {
     memset(r, 0, sizeof *r);
     r->route = route;
     r->repetition_penalty = 1;
     r->thinking_budget = -1;
-    struct ms_err perr = {{0}};
-    if (oa_body_check(body, len, e)) return -1;
-    if (!(r->root = tmpl_json_parse(body, len, &perr)))
-        return oa_error_set(e, 400, NULL, NULL, "the body is not valid JSON: %s", perr.msg);
-    if (!cJSON_IsObject(r->root)) return oa_error_set(e, 400, NULL, NULL, "the body must be a JSON object");
-    /* the chat template walks values recursively: bound the depth it can be handed */
-    if (json_depth(r->root) > OA_MAX_JSON_DEPTH)
-        return oa_error_set(e, 400, NULL, NULL, "the body nests deeper than %d levels", OA_MAX_JSON_DEPTH);
+    if (!(r->root = oa_parse_object(body, len, e))) return -1;
     if (read_sampling(r->root, r, e) || read_logprobs(r->root, r, e)) return -1;
     if (route == OA_ROUTE_CHAT) {
         if (check_messages(r->root, e) || read_tools(r->root, r, e) || read_thinking(r->root, r, e)) return -1;
@@ -731,5 +746,6 @@ void oa_request_free(struct oa_request *r)
     for (int i = 0; i < r->n_prompts; i++) free(r->prompts[i].ids);
     free(r->prompts);
     cJSON_Delete(r->root);
+    gram_release(r->grammar);
     memset(r, 0, sizeof *r);
 }

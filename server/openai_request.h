@@ -20,6 +20,7 @@ struct cJSON;
 struct tokenizer;
 struct chat_template;
 struct model_config;
+struct gram;
 
 #define OA_MAX_N 16          /* choices per prompt */
 #define OA_MAX_CHOICES 64    /* prompts x n */
@@ -93,6 +94,10 @@ struct oa_request {
     char tool_name[128];        /* NAMED */
     bool has_tools;
 
+    /* structured outputs (server/constraint.h): the grammar the answer follows, a reference
+     * (NULL: free text), released by oa_request_free */
+    struct gram *grammar;
+
     /* after oa_request_build_prompts */
     struct oa_prompt *prompts;  /* owned, [n_prompts] */
     int n_prompts;
@@ -106,6 +111,10 @@ struct oa_request {
  * no NUL bytes, no \u0000 escapes (C strings would cut the text there), no unpaired surrogate
  * escapes, and nesting at most OA_MAX_JSON_DEPTH deep (cJSON recurses). 0, or -1 with e set (400). */
 int oa_body_check(const char *body, size_t len, struct oa_error *e);
+
+/* oa_body_check, then the strict JSON parse (no trailing bytes), then: an object, at most
+ * OA_MAX_JSON_DEPTH deep. The tree (caller deletes), or NULL with e set (400). */
+struct cJSON *oa_parse_object(const char *body, size_t len, struct oa_error *e);
 
 /* Parses and validates a body (oa_body_check first). On failure returns -1 with e filled (nothing to free beyond
  * oa_request_free). */

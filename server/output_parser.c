@@ -16,6 +16,7 @@ struct output_parser {
     struct parser_config cfg;
     struct sbuf stop_held;   /* stage 1 holdback */
     bool stopped;
+    int stop_index;          /* which stop string matched */
     enum reasoning_state rs;
     bool reasoning_begun;    /* first non-newline reasoning text seen */
     struct sbuf think_held;  /* stage 2 holdback */
@@ -52,6 +53,11 @@ void output_parser_destroy(struct output_parser *p)
 bool output_parser_stopped(const struct output_parser *p)
 {
     return p->stopped;
+}
+
+int output_parser_stop_index(const struct output_parser *p)
+{
+    return p->stopped ? p->stop_index : -1;
 }
 
 bool output_parser_thinking(const struct output_parser *p)
@@ -307,7 +313,7 @@ static int parser_push(struct output_parser *p, const char *text, size_t len, st
     const char *first = NULL;
     for (int i = 0; i < p->cfg.n_stops; i++) {
         const char *at = find_bytes(h->s, h->len, p->cfg.stops[i], strlen(p->cfg.stops[i]));
-        if (at && (!first || at < first)) first = at;
+        if (at && (!first || at < first)) first = at, p->stop_index = i;
     }
     if (first) {
         p->stopped = true;

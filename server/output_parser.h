@@ -57,6 +57,7 @@ int output_parser_push(struct output_parser *p, const char *text, size_t len, st
 int output_parser_finish(struct output_parser *p, struct parser_out *out);
 
 bool output_parser_stopped(const struct output_parser *p);  /* a stop string matched */
+int output_parser_stop_index(const struct output_parser *p); /* which one (cfg.stops[i]), or -1 */
 bool output_parser_thinking(const struct output_parser *p); /* inside reasoning now */
 
 void parser_out_free(struct parser_out *out);

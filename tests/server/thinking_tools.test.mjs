@@ -8,29 +8,11 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import OpenAI from 'openai';
-import { startServer, MODELS, SOURCE_DIR, haveFile } from './helpers.mjs';
+import { startServer, MODELS } from './helpers.mjs';
+import { skip, patternModel } from './pattern.mjs';
 
-const MAKER = path.join(SOURCE_DIR, 'tools', 'make_pattern_model.py');
-const PYTHON = process.env.MS_PYTHON || '/usr/bin/python3';
-const skip = !process.env.MS_PATTERN_MODEL && !haveFile(MAKER)
-  ? 'tools/make_pattern_model.py does not exist yet: no model that emits <think>/<tool_call>' : false;
 if (skip) console.log(`# SKIP thinking/tools tests: ${skip}`);
-
-function patternModel() {
-  // the suite's fixture (tests/pattern_model.cmake) when it ran, else one made here
-  for (const d of [process.env.MS_PATTERN_MODEL, path.join(MODELS, 'pattern')])
-    if (d && haveFile(path.join(d, 'pattern.json'))) return d;
-  const dir = path.join(MODELS, 'pattern_server');
-  if (!haveFile(path.join(dir, 'pattern.json'))) {
-    const tmp = `${dir}.tmp${process.pid}`;
-    execFileSync(PYTHON, [MAKER, tmp], { stdio: 'inherit' });
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.renameSync(tmp, dir);
-  }
-  return dir;
-}
 
 const ANSWER = 'Hello! How can I help you today?';
 const THOUGHT = 'The user wants a reply. I will greet them.';
