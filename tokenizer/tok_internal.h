@@ -62,6 +62,10 @@ static inline const char *tok_pool_str(const struct tokenizer *t, uint32_t off)
     return t->pool + off;
 }
 
+/* String maps (tok_bpe.c): sized for n entries; put inserts id under its key (its piece, or its
+ * decoded bytes when by_bytes), keeping an existing entry with the same key unless `replace`. */
+int tok_strmap_init(struct tok_strmap *m, size_t n);
+void tok_strmap_put(const struct tokenizer *t, struct tok_strmap *m, int by_bytes, int32_t id, int replace);
 int32_t tok_strmap_get(const struct tokenizer *t, const struct tok_strmap *m, int by_bytes,
                        const char *s, size_t len);
 uint64_t tok_hash_bytes(const char *s, size_t len);
@@ -99,6 +103,24 @@ struct tok_ids {
 int tok_ids_push(struct tok_ids *ids, int32_t id);
 int tok_bpe_word(const struct tokenizer *t, const unsigned char *w, size_t len, struct tok_ids *ids,
                  int use_fast_path);
+
+/* Building a tokenizer (tok_build.c), shared by tok_load.c (tokenizer.json) and tok_vocab.c (a
+ * GGUF's arrays). The steps, in this order: tok_build_new, then set t->nfc / t->ignore_merges;
+ * tok_build_size (ids 0 .. n_ids-1); tok_build_vocab for each vocabulary entry (MS_ERR_INVALID: the
+ * id is already one); tok_build_index (maps of the vocabulary; room for n_added added tokens);
+ * tok_build_merges_init, then tok_build_merge for each rank (MS_ERR_INVALID: *missing names the
+ * piece, of *missing_len bytes, that is not in the vocabulary; cat is the caller's scratch);
+ * tok_build_added for each added token (content[0..len) is copied, spec gives the id and flags;
+ * MS_ERR_INVALID: the id already is an added token); tok_build_finish. On any failure the caller tok_free()s the tokenizer. */
+struct tokenizer *tok_build_new(void);
+int tok_build_size(struct tokenizer *t, size_t n_ids);
+int tok_build_vocab(struct tokenizer *t, int32_t id, const char *s, size_t len);
+int tok_build_index(struct tokenizer *t, size_t n_vocab, size_t n_added);
+int tok_build_merges_init(struct tokenizer *t, size_t n_merges);
+int tok_build_merge(struct tokenizer *t, size_t rank, const char *a, size_t la, const char *b, size_t lb,
+                    struct tok_buf *cat, const char **missing, size_t *missing_len);
+int tok_build_added(struct tokenizer *t, const char *content, size_t len, const struct tok_added *spec);
+int tok_build_finish(struct tokenizer *t);
 
 /* Replaces invalid UTF-8 in s[0..n) like Rust's String::from_utf8_lossy, appending to out. If
  * `final` is 0, a trailing incomplete (but so far valid) sequence is not emitted and its length is

@@ -12,113 +12,6 @@ static const char qwen2_pattern[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-/* ---- string maps ---------------------------------------------------------------------------- */
-
-static const char *map_key(const struct tokenizer *t, int by_bytes, int32_t id, size_t *len)
-{
-    if (by_bytes) {
-        *len = t->bytes_len[id];
-        return t->pool + t->bytes_off[id];
-    }
-    *len = t->piece_len[id];
-    return t->pool + t->piece_off[id];
-}
-
-int32_t tok_strmap_get(const struct tokenizer *t, const struct tok_strmap *m, int by_bytes,
-                       const char *s, size_t len)
-{
-    if (!m->slots) return -1;
-    uint32_t h = (uint32_t)tok_hash_bytes(s, len) & m->mask;
-    for (;;) {
-        int32_t id = m->slots[h];
-        if (id < 0) return -1;
-        size_t kl;
-        const char *k = map_key(t, by_bytes, id, &kl);
-        if (kl == len && !memcmp(k, s, len)) return id;
-        h = (h + 1) & m->mask;
-    }
-}
-
-static int strmap_init(struct tok_strmap *m, size_t n)
-{
-    size_t cap = 16;
-    while (cap < n * 2) cap *= 2;
-    m->slots = malloc(cap * sizeof *m->slots);
-    if (!m->slots) return MS_ERR_NOMEM;
-    memset(m->slots, 0xFF, cap * sizeof *m->slots);
-    m->mask = (uint32_t)(cap - 1);
-    return 0;
-}
-
-/* Inserts id under its key; an existing entry with the same key is kept unless `replace`. */
-static void strmap_put(const struct tokenizer *t, struct tok_strmap *m, int by_bytes, int32_t id, int replace)
-{
-    size_t len;
-    const char *s = map_key(t, by_bytes, id, &len);
-    uint32_t h = (uint32_t)tok_hash_bytes(s, len) & m->mask;
-    for (;;) {
-        int32_t cur = m->slots[h];
-        if (cur < 0) {
-            m->slots[h] = id;
-            return;
-        }
-        size_t kl;
-        const char *k = map_key(t, by_bytes, cur, &kl);
-        if (kl == len && !memcmp(k, s, len)) {
-            if (replace) m->slots[h] = id;
-            return;
-        }
-        h = (h + 1) & m->mask;
-    }
-}
-
-/* ---- pool ----------------------------------------------------------------------------------- */
-
-static int pool_add(struct tokenizer *t, const char *s, size_t len, uint32_t *off)
-{
-    if (t->pool_len + len + 1 > t->pool_cap) {
-        size_t cap = t->pool_cap ? t->pool_cap : 1 << 20;
-        while (cap < t->pool_len + len + 1) cap *= 2;
-        if (cap > UINT32_MAX) return MS_ERR_NOMEM;
-        char *p = realloc(t->pool, cap);
-        if (!p) return MS_ERR_NOMEM;
-        t->pool = p;
-        t->pool_cap = cap;
-    }
-    *off = (uint32_t)t->pool_len;
-    memcpy(t->pool + t->pool_len, s, len);
-    t->pool[t->pool_len + len] = 0;
-    t->pool_len += len + 1;
-    return 0;
-}
-
-/* Bytes a token decodes to, as HF's ByteLevel decoder does it per token: every character mapped
- * back through the byte-level alphabet, or the token's UTF-8 unchanged if any character is not in
- * the alphabet. */
-static int token_bytes(struct tokenizer *t, const char *piece, size_t len, uint32_t *off, uint32_t *blen)
-{
-    char tmp[1024];
-    char *out = len <= sizeof tmp ? tmp : malloc(len);
-    if (!out) return MS_ERR_NOMEM;
-    size_t n = 0;
-    int ok = 1;
-    for (size_t i = 0; i < len;) {
-        uint32_t cp;
-        size_t l = tok_utf8_decode((const unsigned char *)piece + i, len - i, &cp);
-        int b = l ? tok_cp_to_byte(cp) : -1;
-        if (b < 0) {
-            ok = 0;
-            break;
-        }
-        out[n++] = (char)b;
-        i += l;
-    }
-    int rc = ok ? pool_add(t, out, n, off) : pool_add(t, piece, len, off);
-    *blen = (uint32_t)(ok ? n : len);
-    if (out != tmp) free(out);
-    return rc;
-}
-
 /* ---- JSON helpers --------------------------------------------------------------------------- */
 
 static int check_keys(const cJSON *obj, const char *where, const char *const *allowed, struct ms_err *err)
@@ -240,20 +133,6 @@ static int parse_simple_bytelevel(const cJSON *p, const char *where, int require
     return check_bytelevel(p, where, 0, err);
 }
 
-static int set_size(struct tokenizer *t, size_t n_ids)
-{
-    t->n_ids = n_ids;
-    t->piece_off = malloc(n_ids * sizeof *t->piece_off);
-    t->piece_len = ms_calloc(n_ids, sizeof *t->piece_len);
-    t->bytes_off = malloc(n_ids * sizeof *t->bytes_off);
-    t->bytes_len = ms_calloc(n_ids, sizeof *t->bytes_len);
-    t->flags = ms_calloc(n_ids, 1);
-    if (!t->piece_off || !t->piece_len || !t->bytes_off || !t->bytes_len || !t->flags) return MS_ERR_NOMEM;
-    memset(t->piece_off, 0xFF, n_ids * sizeof *t->piece_off);
-    memset(t->bytes_off, 0xFF, n_ids * sizeof *t->bytes_off);
-    return 0;
-}
-
 #define MAX_ID ((1 << 20) - 2)
 
 static int get_id(const cJSON *v, const char *where, const char *what, int32_t *id, struct ms_err *err)
@@ -265,32 +144,75 @@ static int get_id(const cJSON *v, const char *where, const char *what, int32_t *
     return 0;
 }
 
-static int cmp_added(const void *a, const void *b)
+static int parse_merges(struct tokenizer *t, const cJSON *merges, struct ms_err *err)
 {
-    const struct tok_added *x = *(const struct tok_added *const *)a, *y = *(const struct tok_added *const *)b;
-    unsigned char fx = (unsigned char)x->content[0], fy = (unsigned char)y->content[0];
-    if (fx != fy) return fx < fy ? -1 : 1;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1; /* longest first */
+    size_t n_merges = (size_t)cJSON_GetArraySize(merges);
+    if (n_merges >= (1u << 24)) return ms_err_set(err, MS_ERR_UNSUPPORTED, "model.merges: too many merges");
+    int rc = tok_build_merges_init(t, n_merges);
+    if (rc) return rc;
+    struct tok_buf cat = {0};
+    size_t r = 0;
+    for (const cJSON *e = merges->child; e; e = e->next, r++) {
+        const char *a, *bb;
+        size_t la, lb;
+        if (cJSON_IsString(e)) {
+            const char *sp = strchr(e->valuestring, ' ');
+            if (!sp || strchr(sp + 1, ' ')) {
+                free(cat.p);
+                return ms_err_set(err, MS_ERR_INVALID, "model.merges[%zu]: expected \"left right\"", r);
+            }
+            a = e->valuestring;
+            la = (size_t)(sp - a);
+            bb = sp + 1;
+            lb = strlen(bb);
+        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
+                   cJSON_IsString(e->child->next)) {
+            a = e->child->valuestring;
+            la = strlen(a);
+            bb = e->child->next->valuestring;
+            lb = strlen(bb);
+        } else {
+            free(cat.p);
+            return ms_err_set(err, MS_ERR_INVALID, "model.merges[%zu]: expected a string or a pair of strings", r);
+        }
+        const char *missing;
+        size_t ml;
+        if ((rc = tok_build_merge(t, r, a, la, bb, lb, &cat, &missing, &ml))) {
+            free(cat.p);
+            if (rc != MS_ERR_INVALID) return rc;
+            return ms_err_set(err, rc, "model.merges[%zu]: token '%.*s' not in model.vocab", r,
+                              ml > 100 ? 100 : (int)ml, missing);
+        }
+    }
+    free(cat.p);
     return 0;
 }
 
-static int build_addset(struct tokenizer *t, struct tok_addset *set, int normalized)
+static int parse_added(struct tokenizer *t, const cJSON *e, int i, struct ms_err *err)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < t->n_added; i++) n += t->added[i].normalized == normalized;
-    set->n = n;
-    set->tok = ms_calloc(n ? n : 1, sizeof *set->tok);
-    if (!set->tok) return MS_ERR_NOMEM;
-    n = 0;
-    for (size_t i = 0; i < t->n_added; i++)
-        if (t->added[i].normalized == normalized) set->tok[n++] = &t->added[i];
-    qsort(set->tok, n, sizeof *set->tok, cmp_added);
-    size_t k = 0;
-    for (unsigned b = 0; b <= 256; b++) {
-        while (k < n && (unsigned char)set->tok[k]->content[0] < b) k++;
-        set->first[b] = (uint16_t)k;
-    }
-    return 0;
+    char where[64];
+    snprintf(where, sizeof where, "added_tokens[%d]", i);
+    static const char *const akeys[] = {"id", "content", "single_word", "lstrip", "rstrip",
+                                        "normalized", "special", NULL};
+    int rc;
+    if ((rc = check_keys(e, where, akeys, err))) return rc;
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
+    if (!cJSON_IsString(c) || !c->valuestring[0])
+        return ms_err_set(err, MS_ERR_INVALID, "%s.content: missing or empty", where);
+    int sw, ls, rs, nz, sp;
+    if ((rc = get_bool(e, "single_word", where, 0, &sw, err)) || (rc = get_bool(e, "lstrip", where, 0, &ls, err)) ||
+        (rc = get_bool(e, "rstrip", where, 0, &rs, err)) || (rc = get_bool(e, "normalized", where, 1, &nz, err)) ||
+        (rc = get_bool(e, "special", where, 0, &sp, err)))
+        return rc;
+    struct tok_added a = {.id = (int32_t)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble,
+                          .special = (uint8_t)sp,
+                          .lstrip = (uint8_t)ls,
+                          .rstrip = (uint8_t)rs,
+                          .single_word = (uint8_t)sw,
+                          .normalized = (uint8_t)nz};
+    rc = tok_build_added(t, c->valuestring, strlen(c->valuestring), &a);
+    if (rc == MS_ERR_INVALID) return ms_err_set(err, rc, "%s.id: id %d used by two added tokens", where, a.id);
+    return rc;
 }
 
 static int parse_model(struct tokenizer *t, const cJSON *m, const cJSON *added, struct ms_err *err)
@@ -351,173 +273,25 @@ static int parse_model(struct tokenizer *t, const cJSON *m, const cJSON *added, 
     }
     if (max_id < 0) return ms_err_set(err, MS_ERR_INVALID, "model.vocab: empty");
     if (n_added > 60000) return ms_err_set(err, MS_ERR_UNSUPPORTED, "added_tokens: more than 60000 tokens");
-    if ((rc = set_size(t, (size_t)max_id + 1))) return rc;
+    if ((rc = tok_build_size(t, (size_t)max_id + 1))) return rc;
 
     /* Vocabulary. */
     for (const cJSON *e = vocab->child; e; e = e->next) {
-        int32_t id = (int32_t)e->valuedouble;
-        size_t len = strlen(e->string);
-        if (t->flags[id] & TOK_F_VOCAB)
-            return ms_err_set(err, MS_ERR_INVALID, "model.vocab[\"%.200s\"]: id %d used twice", e->string, id);
-        t->flags[id] |= TOK_F_VOCAB;
-        if ((rc = pool_add(t, e->string, len, &t->piece_off[id]))) return rc;
-        t->piece_len[id] = (uint32_t)len;
-        if ((rc = token_bytes(t, e->string, len, &t->bytes_off[id], &t->bytes_len[id]))) return rc;
+        rc = tok_build_vocab(t, (int32_t)e->valuedouble, e->string, strlen(e->string));
+        if (rc == MS_ERR_INVALID)
+            return ms_err_set(err, rc, "model.vocab[\"%.200s\"]: id %d used twice", e->string, (int)e->valuedouble);
+        if (rc) return rc;
     }
-    if ((rc = strmap_init(&t->by_bytes, n_vocab)) || (rc = strmap_init(&t->by_piece, n_vocab + n_added)))
-        return rc;
-    for (size_t id = 0; id < t->n_ids; id++)
-        if (t->flags[id] & TOK_F_VOCAB) {
-            strmap_put(t, &t->by_bytes, 1, (int32_t)id, 0);
-            strmap_put(t, &t->by_piece, 0, (int32_t)id, 0);
-        }
-    for (int byte = 0; byte < 256; byte++) {
-        char c = (char)byte;
-        t->byte_id[byte] = tok_strmap_get(t, &t->by_bytes, 1, &c, 1);
-    }
-
-    /* Merges. */
-    size_t n_merges = (size_t)cJSON_GetArraySize(merges);
-    if (n_merges >= (1u << 24)) return ms_err_set(err, MS_ERR_UNSUPPORTED, "model.merges: too many merges");
-    t->n_merges = n_merges;
-    t->merge_bits = 4;
-    while (((size_t)1 << t->merge_bits) < n_merges + n_merges / 2 + 16) t->merge_bits++;
-    size_t slots = (size_t)1 << t->merge_bits;
-    t->merge_slots = malloc(slots * sizeof *t->merge_slots);
-    t->merge_new = ms_calloc(n_merges ? n_merges : 1, sizeof *t->merge_new);
-    if (!t->merge_slots || !t->merge_new) return MS_ERR_NOMEM;
-    memset(t->merge_slots, 0xFF, slots * sizeof *t->merge_slots);
-    char *cat = NULL;
-    size_t cat_cap = 0;
-    size_t r = 0;
-    for (const cJSON *e = merges->child; e; e = e->next, r++) {
-        const char *a, *bb;
-        size_t la, lb;
-        if (cJSON_IsString(e)) {
-            const char *sp = strchr(e->valuestring, ' ');
-            if (!sp || strchr(sp + 1, ' ')) {
-                free(cat);
-                return ms_err_set(err, MS_ERR_INVALID, "model.merges[%zu]: expected \"left right\"", r);
-            }
-            a = e->valuestring;
-            la = (size_t)(sp - a);
-            bb = sp + 1;
-            lb = strlen(bb);
-        } else if (cJSON_IsArray(e) && cJSON_GetArraySize(e) == 2 && cJSON_IsString(e->child) &&
-                   cJSON_IsString(e->child->next)) {
-            a = e->child->valuestring;
-            la = strlen(a);
-            bb = e->child->next->valuestring;
-            lb = strlen(bb);
-        } else {
-            free(cat);
-            return ms_err_set(err, MS_ERR_INVALID, "model.merges[%zu]: expected a string or a pair of strings", r);
-        }
-        int32_t ia = tok_strmap_get(t, &t->by_piece, 0, a, la), ib = tok_strmap_get(t, &t->by_piece, 0, bb, lb);
-        if (la + lb + 1 > cat_cap) {
-            cat_cap = (la + lb + 1) * 2;
-            char *nc = realloc(cat, cat_cap);
-            if (!nc) {
-                free(cat);
-                return MS_ERR_NOMEM;
-            }
-            cat = nc;
-        }
-        memcpy(cat, a, la);
-        memcpy(cat + la, bb, lb);
-        int32_t inew = tok_strmap_get(t, &t->by_piece, 0, cat, la + lb);
-        if (ia < 0 || ib < 0 || inew < 0) {
-            const char *missing = ia < 0 ? a : ib < 0 ? bb : "(their concatenation)";
-            int ml = ia < 0 ? (int)la : ib < 0 ? (int)lb : 21;
-            free(cat);
-            return ms_err_set(err, MS_ERR_INVALID, "model.merges[%zu]: token '%.*s' not in model.vocab", r,
-                              ml > 100 ? 100 : ml, missing);
-        }
-        t->merge_new[r] = inew;
-        uint64_t key = ((uint64_t)(uint32_t)ia << 20) | (uint32_t)ib;
-        uint64_t h = (key * 0x9E3779B97F4A7C15ULL) >> (64 - t->merge_bits);
-        for (;;) {
-            uint64_t s = t->merge_slots[h];
-            if (s == UINT64_MAX || (s >> 24) == key) { /* a repeated pair keeps its last rank, as in HF */
-                t->merge_slots[h] = (key << 24) | r;
-                break;
-            }
-            h = (h + 1) & (slots - 1);
-        }
-    }
-    free(cat);
+    if ((rc = tok_build_index(t, n_vocab, n_added))) return rc;
+    if ((rc = parse_merges(t, merges, err))) return rc;
 
     /* Added tokens. */
-    t->added = ms_calloc(n_added ? n_added : 1, sizeof *t->added);
-    if (!t->added) return MS_ERR_NOMEM;
     if (cJSON_IsArray(added)) {
         int i = 0;
-        for (const cJSON *e = added->child; e; e = e->next, i++) {
-            char where[64];
-            snprintf(where, sizeof where, "added_tokens[%d]", i);
-            static const char *const akeys[] = {"id", "content", "single_word", "lstrip", "rstrip",
-                                                "normalized", "special", NULL};
-            if ((rc = check_keys(e, where, akeys, err))) return rc;
-            struct tok_added *a = &t->added[t->n_added];
-            const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "content");
-            if (!cJSON_IsString(c) || !c->valuestring[0])
-                return ms_err_set(err, MS_ERR_INVALID, "%s.content: missing or empty", where);
-            int sw, ls, rs, nz, sp;
-            if ((rc = get_bool(e, "single_word", where, 0, &sw, err)) || (rc = get_bool(e, "lstrip", where, 0, &ls, err)) ||
-                (rc = get_bool(e, "rstrip", where, 0, &rs, err)) || (rc = get_bool(e, "normalized", where, 1, &nz, err)) ||
-                (rc = get_bool(e, "special", where, 0, &sp, err)))
-                return rc;
-            a->id = (int32_t)cJSON_GetObjectItemCaseSensitive(e, "id")->valuedouble;
-            if (t->flags[a->id] & TOK_F_ADDED)
-                return ms_err_set(err, MS_ERR_INVALID, "%s.id: id %d used by two added tokens", where, a->id);
-            /* normalized tokens are matched on normalized text, so by their normalized content */
-            const char *content = c->valuestring;
-            size_t clen = strlen(content);
-            struct tok_buf nb = {0};
-            if (nz && t->nfc && (rc = tok_nfc(content, clen, &nb, &content, &clen))) return rc;
-            a->len = clen;
-            a->content = malloc(clen + 1);
-            if (!a->content) {
-                free(nb.p);
-                return MS_ERR_NOMEM;
-            }
-            memcpy(a->content, content, clen);
-            a->content[clen] = 0;
-            free(nb.p);
-            a->single_word = (uint8_t)sw;
-            a->lstrip = (uint8_t)ls;
-            a->rstrip = (uint8_t)rs;
-            a->normalized = (uint8_t)nz;
-            a->special = (uint8_t)sp;
-            t->n_added++;
-            /* The added vocabulary takes precedence over the model's for id -> token. */
-            t->flags[a->id] |= TOK_F_ADDED | (sp ? TOK_F_SPECIAL : 0);
-            if ((rc = pool_add(t, a->content, a->len, &t->piece_off[a->id]))) return rc;
-            t->piece_len[a->id] = (uint32_t)a->len;
-            if ((rc = token_bytes(t, a->content, a->len, &t->bytes_off[a->id], &t->bytes_len[a->id]))) return rc;
-        }
+        for (const cJSON *e = added->child; e; e = e->next, i++)
+            if ((rc = parse_added(t, e, i, err))) return rc;
     }
-    /* by_bytes must keep the model's bytes for vocab ids that an added token re-uses: re-insert
-     * is not needed because BPE only yields vocab ids; but their stored bytes changed, so rebuild. */
-    memset(t->by_bytes.slots, 0xFF, ((size_t)t->by_bytes.mask + 1) * sizeof *t->by_bytes.slots);
-    for (size_t id = 0; id < t->n_ids; id++)
-        if ((t->flags[id] & TOK_F_VOCAB) && !(t->flags[id] & TOK_F_ADDED)) strmap_put(t, &t->by_bytes, 1, (int32_t)id, 0);
-    for (size_t i = 0; i < t->n_added; i++) strmap_put(t, &t->by_piece, 0, t->added[i].id, 1);
-    if ((rc = build_addset(t, &t->raw_set, 0)) || (rc = build_addset(t, &t->norm_set, 1))) return rc;
-
-    /* Words that BPE turns into their own vocabulary entry can skip BPE at encode time. */
-    struct tok_ids tmp = {0};
-    for (size_t id = 0; id < t->n_ids; id++) {
-        if ((t->flags[id] & (TOK_F_VOCAB | TOK_F_ADDED)) != TOK_F_VOCAB) continue;
-        tmp.n = 0;
-        if ((rc = tok_bpe_word(t, (const unsigned char *)t->pool + t->bytes_off[id], t->bytes_len[id], &tmp, 0))) {
-            free(tmp.v);
-            return rc;
-        }
-        if (tmp.n == 1 && tmp.v[0] == (int32_t)id) t->flags[id] |= TOK_F_SINGLE;
-    }
-    free(tmp.v);
-    return 0;
+    return tok_build_finish(t);
 }
 
 struct tokenizer *tok_load_file(const char *path, struct ms_err *err)
@@ -528,7 +302,6 @@ struct tokenizer *tok_load_file(const char *path, struct ms_err *err)
     cJSON *root = NULL;
     int rc;
 
-    tok_bytelevel_init();
     if ((rc = ms_read_file(path, &text, &len, err))) return NULL;
     root = cJSON_ParseWithLength(text, len);
     if (!root) {
@@ -539,7 +312,7 @@ struct tokenizer *tok_load_file(const char *path, struct ms_err *err)
         return NULL;
     }
     free(text);
-    t = calloc(1, sizeof *t);
+    t = tok_build_new();
     if (!t) {
         rc = ms_err_set(err, MS_ERR_NOMEM, "out of memory");
         goto fail;
@@ -594,26 +367,6 @@ struct tokenizer *tok_load(const char *model_dir, struct ms_err *err)
     struct tokenizer *t = tok_load_file(path, err);
     free(path);
     return t;
-}
-
-void tok_free(struct tokenizer *t)
-{
-    if (!t) return;
-    for (size_t i = 0; i < t->n_added; i++) free(t->added[i].content);
-    free(t->added);
-    free(t->raw_set.tok);
-    free(t->norm_set.tok);
-    free(t->pool);
-    free(t->piece_off);
-    free(t->piece_len);
-    free(t->bytes_off);
-    free(t->bytes_len);
-    free(t->flags);
-    free(t->by_bytes.slots);
-    free(t->by_piece.slots);
-    free(t->merge_slots);
-    free(t->merge_new);
-    free(t);
 }
 
 size_t tok_vocab_size(const struct tokenizer *t)

@@ -31,6 +31,56 @@ struct tokenizer *tok_load(const char *model_dir, struct ms_err *err);
 /* Same, from the path of a tokenizer.json file. */
 struct tokenizer *tok_load_file(const char *json_path, struct ms_err *err);
 
+/* A GGUF's tokenizer, as plain arrays (the caller owns them; nothing is kept after the call).
+ * GGUF strings are not NUL-terminated, so every string is a pointer and a length. */
+struct tok_str {
+    const char *p;
+    uint64_t len;
+};
+
+/* Token types of tokenizer.ggml.token_type (llama.cpp's llama_token_type). */
+enum {
+    TOK_TYPE_NORMAL = 1,
+    TOK_TYPE_UNKNOWN = 2,
+    TOK_TYPE_CONTROL = 3,
+    TOK_TYPE_USER_DEFINED = 4,
+    TOK_TYPE_UNUSED = 5,
+    TOK_TYPE_BYTE = 6
+};
+
+struct tok_vocab {
+    struct tok_str model;         /* tokenizer.ggml.model: must be "gpt2" (byte-level BPE) */
+    struct tok_str pre;           /* tokenizer.ggml.pre: must be "qwen2" */
+    uint64_t n_tokens;            /* tokenizer.ggml.tokens, the token of each id */
+    const struct tok_str *tokens;
+    uint64_t n_token_type;        /* tokenizer.ggml.token_type (required), one per token: int32 */
+    const void *token_type;       /* values in host order, need not be aligned (read in place) */
+    uint64_t n_merges;            /* tokenizer.ggml.merges, "left right", by rank */
+    const struct tok_str *merges;
+    int64_t bos_id, eos_id, pad_id; /* tokenizer.ggml.{bos,eos,padding}_token_id; -1 if absent */
+    int add_bos, add_eos;         /* tokenizer.ggml.add_{bos,eos}_token: 0, 1, or -1 if absent */
+};
+
+/* Builds the tokenizer a GGUF describes, behaving exactly as tok_load does on the tokenizer.json
+ * the GGUF was made from (tools/make_gguf.py; llama.cpp's convert_hf_to_gguf.py writes the same
+ * arrays, see below). What "qwen2" stands for in Hugging Face's file (NFC normalizer, Qwen2's Split
+ * regex, ByteLevel without prefix space, BPE without ignore_merges) is implied. Token types map
+ * back as:
+ *   NORMAL        a vocabulary entry (byte-level form), reached through BPE
+ *   CONTROL       an added token with special=true (<|im_start|>, <|endoftext|>, ...)
+ *   USER_DEFINED  an added token with special=false (<think>, <tool_call>, ...)
+ *   UNUSED        no token (the converters' "[PAD<id>]" fillers up to the model's vocab_size)
+ * Added tokens get lstrip/rstrip/single_word/normalized false (a GGUF does not carry them; all of
+ * Qwen3's are false). llama.cpp's converter also writes CONTROL for non-special added tokens that
+ * look special ("<|...|>": Qwen3's <|fim_prefix|> ... <|file_sep|>); from such a file those become
+ * special here too, which only matters for allow_special = 0 and tok_is_special.
+ * Refused, with the key named: model not gpt2, pre not qwen2, a missing token_type or one whose
+ * length is not n_tokens, types UNKNOWN and BYTE or unknown values, an empty added token, a merge not "left right" or naming a piece that
+ * is no NORMAL token, bos/eos/pad ids out of range or UNUSED, add_bos_token/add_eos_token true (this
+ * tokenizer adds no tokens), and sizes past the limits (2^20 - 1 ids, 2^24 merges, 60000 added
+ * tokens, 65536 bytes per string). NULL on failure with err set. */
+struct tokenizer *tok_load_vocab(const struct tok_vocab *v, struct ms_err *err);
+
 /* Frees a tokenizer (NULL allowed). */
 void tok_free(struct tokenizer *tok);
 

