@@ -76,7 +76,8 @@ int cli_default_threads(void)
     return n > 0 ? (int)n : 1;
 }
 
-#include "engine/model.h"
+#include "engine/model/model.h"
+#include "engine/model/quant_scheme.h"
 
 int cli_load_model(const char *dir, struct model **out)
 {
@@ -88,11 +89,14 @@ int cli_load_model_quant(const char *dir, const char *quantize, struct model **o
     struct ms_err err = {{0}};
     struct model_load_opts o = {.show_progress = isatty(2), .threads = cli_default_threads()};
     if (!quantize) quantize = getenv("MOESERVE_QUANTIZE");
-    if (quantize && !strcmp(quantize, "q8_0")) {
-        o.quantize_q8_0 = true;
-    } else if (quantize && *quantize && strcmp(quantize, "none")) {
-        fprintf(stderr, "moeserve: --quantize (MOESERVE_QUANTIZE) expects q8_0 or none, got '%s'\n", quantize);
-        return -1;
+    if (quantize && *quantize && strcmp(quantize, "none")) {
+        if (!qscheme_by_name(quantize)) {
+            fprintf(stderr, "moeserve: --quantize (MOESERVE_QUANTIZE) expects none or one of");
+            for (int i = 0; qscheme_at(i); i++) fprintf(stderr, " %s", qscheme_at(i)->name);
+            fprintf(stderr, ", got '%s'\n", quantize);
+            return -1;
+        }
+        o.quantize_scheme = quantize;
     }
     const char *bf16 = getenv("MOESERVE_BF16_ACTIVATIONS");
     o.bf16_activations = bf16 && !strcmp(bf16, "1");
@@ -102,10 +106,10 @@ int cli_load_model_quant(const char *dir, const char *quantize, struct model **o
         return -1;
     }
     const struct model *m = *out;
-    fprintf(stderr, "moeserve: loaded %s (%s, %d layers, %s%d experts, %.2f GB mapped%s) in %.2f s\n", dir,
+    fprintf(stderr, "moeserve: loaded %s (%s, %d layers, %s%d experts, %.2f GB mapped%s%s) in %.2f s\n", dir,
             m->cfg.family == MODEL_FAMILY_QWEN3_MOE ? "qwen3_moe" : "qwen3", m->cfg.num_layers,
             m->cfg.num_experts ? "" : "dense, ", m->cfg.num_experts, m->weights->mapped_bytes / 1e9,
-            model_is_quantized(m) ? ", matmul weights quantized to Q8_0" : m->bf16_activations ? ", bf16 activations" : "",
-            ms_now() - t0);
+            model_is_quantized(m) ? ", weights quantized to " : m->bf16_activations ? ", bf16 activations" : "",
+            model_is_quantized(m) ? o.quantize_scheme : "", ms_now() - t0);
     return 0;
 }

@@ -6,8 +6,8 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
-#include "engine/kv_cache.h"
-#include "engine/model.h"
+#include "engine/model/kv_cache.h"
+#include "engine/model/model.h"
 
 static const char forward_help[] =
     "usage: moeserve forward --model DIR --prompt-ids 1,2,3 --out FILE [--threads N]\n"
@@ -15,12 +15,13 @@ static const char forward_help[] =
     "Runs the prompt through the model once and writes the logits of every position to FILE as\n"
     "little-endian float32, shape [n_tokens, vocab_size]. Used by the reference tests.\n"
     "\n"
-    "  --model DIR        Hugging Face model directory (config.json, *.safetensors)\n"
+    "  --model DIR        Hugging Face model directory (config.json, *.safetensors), or FILE.gguf\n"
     "  --prompt-ids LIST  comma-separated token ids\n"
     "  --out FILE         where to write the logits\n"
     "  --threads N        compute threads (default: number of cores)\n"
     "  --kv-cache-dtype T f32 (default), bf16 or f16: storage of the K/V the attention reads\n"
-    "  --quantize q8_0    convert the matmul weights to Q8_0 at load (env MOESERVE_QUANTIZE)\n";
+    "  --quantize TYPE    convert the weights at load: q8_0 (matmul weights), or a `moeserve quantize`\n"
+    "                     scheme (q4_k_m, q6_k, ...: see quantize --help) (env MOESERVE_QUANTIZE)\n";
 
 int cmd_forward(int argc, char **argv)
 {

@@ -16,6 +16,7 @@
 #include "cli/engine_opts.h"
 #include "engine/engine.h"
 #include "tokenizer/chat_template.h"
+#include "cli/cli_model.h"
 #include "tokenizer/tokenizer.h"
 
 static const char generate_help[] =
@@ -32,8 +33,11 @@ static const char generate_help[] =
     "frequency_penalty, logit_bias ({\"id\": bias}), stop_token_ids, ignore_eos, priority.\n"
     "\n"
     "prompt:\n"
-    "  --model DIR            Hugging Face model directory (env MOESERVE_MODEL)\n"
-    "  --quantize q8_0        convert the matmul weights to Q8_0 at load (env MOESERVE_QUANTIZE)\n"
+    "  --model DIR            Hugging Face model directory or FILE.gguf (env MOESERVE_MODEL)\n"
+    "  --tokenizer DIR        tokenizer.json from DIR (env MOESERVE_TOKENIZER; a .gguf's default:\n"
+    "                         the vocabulary stored in the file)\n"
+    "  --quantize TYPE        convert the weights at load: q8_0 (matmul weights), or a `moeserve\n"
+    "                         quantize` scheme (q4_k_m, q6_k, ...: see quantize --help) (env MOESERVE_QUANTIZE)\n"
     "  --prompt TEXT          raw prompt text (special tokens such as <|im_start|> are recognised);\n"
     "                         with --chat, the user message\n"
     "  --prompt-ids LIST      the prompt as comma-separated token ids\n"
@@ -51,7 +55,7 @@ static const char generate_help[] =
     "  --ids                  print token ids instead of text\n";
 
 struct gen_opts {
-    const char *model_dir, *prompt, *prompt_ids, *prompt_file, *quantize;
+    const char *model_dir, *prompt, *prompt_ids, *prompt_file, *quantize, *tokenizer_dir;
     cJSON *messages;
     bool chat, no_think, ids, ignore_eos, seed_given;
     long max_tokens, top_k, seed;
@@ -99,6 +103,7 @@ static int parse_flag_value(struct gen_opts *o, const char *a, const char *v)
     int e = engine_opts_parse(&o->engine, a, v);
     if (e) return e < 0 ? -1 : 0;
     if (!strcmp(a, "--model")) o->model_dir = v;
+    else if (!strcmp(a, "--tokenizer")) o->tokenizer_dir = v;
     else if (!strcmp(a, "--prompt")) o->prompt = v;
     else if (!strcmp(a, "--prompt-ids")) o->prompt_ids = v;
     else if (!strcmp(a, "--prompt-file")) o->prompt_file = v;
@@ -120,7 +125,8 @@ static int parse_flag_value(struct gen_opts *o, const char *a, const char *v)
 /* Returns 0 to run, 1 after --help, -1 on a usage error. */
 static int parse_opts(int argc, char **argv, struct gen_opts *o)
 {
-    *o = (struct gen_opts){.model_dir = getenv("MOESERVE_MODEL"), .max_tokens = 64, .top_p = 1};
+    *o = (struct gen_opts){.model_dir = getenv("MOESERVE_MODEL"), .tokenizer_dir = getenv("MOESERVE_TOKENIZER"),
+                           .max_tokens = 64, .top_p = 1};
     o->engine.prefix_caching = true;
     o->engine.threads = cli_default_threads();
     if (engine_opts_from_env(&o->engine)) return -1;
@@ -185,7 +191,7 @@ static int encode_text(struct gen_ctx *g, const char *text, struct gen_job *j)
 static int render_chat(struct gen_ctx *g, const cJSON *messages, struct gen_job *j)
 {
     struct ms_err err = {{0}};
-    if (!g->tmpl && !(g->tmpl = tmpl_load(g->o.model_dir, &err))) {
+    if (!g->tmpl && !(g->tmpl = cli_load_template(g->o.model_dir, g->o.tokenizer_dir, &err))) {
         fprintf(stderr, "moeserve: %s\n", err.msg);
         return -1;
     }
@@ -462,7 +468,7 @@ int cmd_generate(int argc, char **argv)
     int rc = 1;
     struct ms_err err = {{0}};
     if (cli_load_model_quant(g.o.model_dir, g.o.quantize, &g.model)) goto out;
-    g.tok = tok_load(g.o.model_dir, &err); /* optional: --prompt-ids with --ids needs none */
+    g.tok = cli_load_tokenizer(g.o.model_dir, g.o.tokenizer_dir, &err); /* optional: --prompt-ids with --ids needs none */
     if (!g.tok && (g.o.prompt || g.o.messages || !g.o.ids))
         fprintf(stderr, "moeserve: warning: no tokenizer (%s)\n", err.msg);
     if (build_jobs(&g)) goto out;

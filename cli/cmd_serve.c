@@ -16,10 +16,11 @@
 #include "cli/cli_util.h"
 #include "cli/engine_opts.h"
 #include "engine/engine.h"
-#include "engine/kernels.h"
+#include "engine/kernels/matmul.h"
 #include "server/http_server.h"
 #include "server/server_log.h"
 #include "tokenizer/chat_template.h"
+#include "cli/cli_model.h"
 #include "tokenizer/tokenizer.h"
 
 static volatile sig_atomic_t serve_stop = 0; /* the one global the style allows */
@@ -33,8 +34,9 @@ static void on_signal(int sig)
 static const struct {
     const char *flag, *env, *help;
 } serve_options[] = {
-    {"--model", "MOESERVE_MODEL", "Hugging Face model directory (required)"},
-    {"--quantize", "MOESERVE_QUANTIZE", "q8_0: convert the matmul weights to Q8_0 at load (default none: as stored)"},
+    {"--model", "MOESERVE_MODEL", "Hugging Face model directory or FILE.gguf (required)"},
+    {"--tokenizer", "MOESERVE_TOKENIZER", "take tokenizer.json (and, for a .gguf, the chat template) from DIR (a .gguf's default: the vocabulary and template stored in the file)"},
+    {"--quantize", "MOESERVE_QUANTIZE", "convert at load: q8_0 (matmul weights), or a `moeserve quantize` scheme such as q4_k_m or q6_k (default none: as stored)"},
     {"--host", "MOESERVE_HOST", "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)"},
     {"--port", "MOESERVE_PORT", "TCP port (default 8000; 0 picks a free one, printed at start)"},
     {"--api-key", "MOESERVE_API_KEY", "require 'Authorization: Bearer KEY' (/health and /metrics stay open)"},
@@ -67,16 +69,20 @@ static const char serve_help[] =
     "usage: moeserve serve --model DIR [options]\n"
     "\n"
     "Serves the model over an OpenAI-compatible HTTP API: POST /v1/chat/completions, /v1/completions,\n"
-    "/tokenize, /detokenize; GET /v1/models, /health, /metrics (see docs/API.md).\n"
+    "/v1/responses (OpenAI's Responses API), /v1/messages and /v1/messages/count_tokens (Anthropic's\n"
+    "Messages API), /tokenize, /detokenize; GET /v1/models, /v1/responses/{id}, /health, /metrics\n"
+    "(see docs/API.md), and a chat page for the browser at GET / (turn it off with --no-webui, or\n"
+    "MOESERVE_NO_WEBUI=1).\n"
     "\n"
     "server options (each also read from the environment variable shown):\n";
 
 struct serve_opts {
-    const char *model_dir, *served_name, *api_key, *host, *cors, *quantize;
+    const char *model_dir, *served_name, *api_key, *host, *cors, *quantize, *tokenizer_dir;
     long port, max_queued, max_conns, max_conns_per_ip, keep_alive, thinking_budget, log_level;
     double ping, shutdown_timeout, stall;
     size_t max_body, conn_memory;
     enum reasoning_field reasoning_field;
+    bool no_webui;
     struct engine_config engine;
 };
 
@@ -85,6 +91,7 @@ static int parse_value(struct serve_opts *o, const char *a, const char *v)
     int e = engine_opts_parse(&o->engine, a, v);
     if (e) return e < 0 ? -1 : 0;
     if (!strcmp(a, "--model")) o->model_dir = v;
+    else if (!strcmp(a, "--tokenizer")) o->tokenizer_dir = v;
     else if (!strcmp(a, "--quantize")) o->quantize = v;
     else if (!strcmp(a, "--host")) o->host = v;
     else if (!strcmp(a, "--port")) return cli_parse_int(a, v, 0, 65535, &o->port);
@@ -139,6 +146,8 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
     o->engine.prefix_caching = true;
     o->engine.threads = cli_default_threads();
     if (engine_opts_from_env(&o->engine)) return -1;
+    const char *nw = getenv("MOESERVE_NO_WEBUI");
+    o->no_webui = nw && (!strcmp(nw, "1") || !strcasecmp(nw, "true"));
     for (size_t i = 0; i < sizeof serve_options / sizeof serve_options[0]; i++) {
         const char *v = getenv(serve_options[i].env);
         if (!v || !*v) continue;
@@ -154,10 +163,13 @@ static int parse_opts(int argc, char **argv, struct serve_opts *o)
             for (size_t k = 0; k < sizeof serve_options / sizeof serve_options[0]; k++)
                 printf("  %-26s %s\n  %-26s [env %s]\n", serve_options[k].flag, serve_options[k].help, "",
                        serve_options[k].env);
+            printf("  %-26s %s\n  %-26s [env %s]\n", "--no-webui", "do not serve the chat page at / (GET / is then a 404)", "",
+                   "MOESERVE_NO_WEBUI=1");
             engine_opts_help(stdout);
             return 1;
         }
         if (!strcmp(a, "--no-prefix-caching")) o->engine.prefix_caching = false;
+        else if (!strcmp(a, "--no-webui")) o->no_webui = true;
         else if (i + 1 >= argc) {
             fprintf(stderr, "moeserve serve: unknown option or missing value: %s (see --help)\n", a);
             return -1;
@@ -179,6 +191,11 @@ static void dir_name(const char *dir, char *out, size_t cap)
     while (n > 1 && dir[n - 1] == '/') n--;
     size_t start = n;
     while (start > 0 && dir[start - 1] != '/') start--;
+    /* a GGUF is named without its extension and split suffix (-00001-of-00003) */
+    if (n - start > 5 && !strcmp(dir + n - 5, ".gguf")) {
+        n -= 5;
+        if (n - start > 15 && !strncmp(dir + n - 9, "-of-", 4) && dir[n - 15] == '-') n -= 15;
+    }
     snprintf(out, cap, "%.*s", (int)(n - start), dir + start);
 }
 
@@ -222,6 +239,7 @@ int cmd_serve(int argc, char **argv)
     hc.reasoning_field = o.reasoning_field;
     hc.engine_stall_s = o.stall;
     hc.cors_origin = o.cors;
+    hc.webui = !o.no_webui;
 
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
@@ -244,11 +262,11 @@ int cmd_serve(int argc, char **argv)
     snprintf(url, sizeof url, strchr(o.host, ':') ? "http://[%s]:%d" : "http://%s:%d", o.host, http_server_port(srv));
     server_log(LOG_LEVEL_INFO, NULL, "listening on %s (loading %s)", url, o.model_dir);
     if (cli_load_model_quant(o.model_dir, o.quantize, &model)) goto out;
-    if (!(tok = tok_load(o.model_dir, &err))) {
+    if (!(tok = cli_load_tokenizer(o.model_dir, o.tokenizer_dir, &err))) {
         fprintf(stderr, "moeserve serve: %s\n", err.msg);
         goto out;
     }
-    if (!(tmpl = tmpl_load(o.model_dir, &err)))
+    if (!(tmpl = cli_load_template(o.model_dir, o.tokenizer_dir, &err)))
         server_log(LOG_LEVEL_WARN, NULL, "no usable chat template (%s); /v1/chat/completions will answer 400", err.msg);
     if (engine_config_resolve(&o.engine, model, &err) || !(engine = engine_create(model, &o.engine, &err))) {
         fprintf(stderr, "moeserve serve: %s\n", err.msg);

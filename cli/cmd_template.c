@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "tokenizer/chat_template.h"
+#include "cli/cli_model.h"
 
 static void template_usage(FILE *out)
 {
@@ -22,7 +23,8 @@ static void template_usage(FILE *out)
             "DIR/tokenizer_config.json. Errors print one line on stderr and exit 1.\n"
             "\n"
             "options:\n"
-            "  --model DIR   model directory\n"
+            "  --model DIR   model directory, or a FILE.gguf (its tokenizer.chat_template)\n"
+            "  --tokenizer DIR  take the template from DIR instead (env MOESERVE_TOKENIZER)\n"
             "  --help        this text\n");
 }
 
@@ -62,13 +64,15 @@ static int fail(const char *msg)
 
 int cmd_template(int argc, char **argv)
 {
-    const char *model = NULL;
+    const char *model = NULL, *tokenizer_dir = getenv("MOESERVE_TOKENIZER");
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             template_usage(stdout);
             return 0;
         } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
             model = argv[++i];
+        } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
+            tokenizer_dir = argv[++i];
         } else {
             fprintf(stderr, "moeserve template: unknown or incomplete option '%s' (see --help)\n",
                     argv[i]);
@@ -80,7 +84,7 @@ int cmd_template(int argc, char **argv)
         return 2;
     }
     struct ms_err err;
-    struct chat_template *t = tmpl_load(model, &err);
+    struct chat_template *t = cli_load_template(model, tokenizer_dir, &err);
     if (!t) return fail(err.msg);
     size_t len;
     char *text = read_stdin(&len);

@@ -1,11 +1,13 @@
 /* moeserve tokenize: encode (or decode) JSON lines with the model's tokenizer. */
 #include <cJSON.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "tokenizer/tokenizer.h"
+#include "cli/cli_model.h"
 
 static void tokenize_usage(FILE *out)
 {
@@ -20,7 +22,9 @@ static void tokenize_usage(FILE *out)
             "A line that fails gives {\"error\": \"...\"} and the exit code is 1.\n"
             "\n"
             "options:\n"
-            "  --model DIR   directory holding tokenizer.json\n"
+            "  --model DIR   directory holding tokenizer.json, or a FILE.gguf\n"
+            "  --tokenizer DIR  take tokenizer.json from DIR (env MOESERVE_TOKENIZER; for a .gguf\n"
+            "                the default is the vocabulary stored in the file)\n"
             "  --decode      decode ids instead of encoding text\n"
             "  --help        this text\n");
 }
@@ -34,6 +38,19 @@ static int print_error(const char *msg)
     free(s);
     cJSON_Delete(o);
     return 1;
+}
+
+/* cJSON ends its strings at U+0000, so a line holding one (raw or as \u0000) would be tokenized cut
+ * short: it is refused instead, as the HTTP routes refuse such bodies (oa_body_check). */
+static bool holds_nul(const char *s, size_t n)
+{
+    if (memchr(s, 0, n)) return true;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\') continue;
+        if (i + 5 < n && s[i + 1] == 'u' && !memcmp(s + i + 2, "0000", 4)) return true;
+        i++; /* the escaped character */
+    }
+    return false;
 }
 
 static int encode_line(const struct tokenizer *tok, const cJSON *in)
@@ -85,7 +102,7 @@ static int decode_line(const struct tokenizer *tok, const cJSON *in)
 
 int cmd_tokenize(int argc, char **argv)
 {
-    const char *model = NULL;
+    const char *model = NULL, *tokenizer_dir = getenv("MOESERVE_TOKENIZER");
     int decode = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -93,6 +110,8 @@ int cmd_tokenize(int argc, char **argv)
             return 0;
         } else if (!strcmp(argv[i], "--model") && i + 1 < argc) {
             model = argv[++i];
+        } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
+            tokenizer_dir = argv[++i];
         } else if (!strcmp(argv[i], "--decode")) {
             decode = 1;
         } else {
@@ -107,7 +126,7 @@ int cmd_tokenize(int argc, char **argv)
         return 2;
     }
     struct ms_err err;
-    struct tokenizer *tok = tok_load(model, &err);
+    struct tokenizer *tok = cli_load_tokenizer(model, tokenizer_dir, &err);
     if (!tok) {
         fprintf(stderr, "moeserve tokenize: %s\n", err.msg);
         return 1;
@@ -118,8 +137,10 @@ int cmd_tokenize(int argc, char **argv)
     ssize_t got;
     while ((got = getline(&line, &cap, stdin)) >= 0) {
         if (got == 0 || (got == 1 && line[0] == '\n')) continue;
-        cJSON *in = cJSON_ParseWithLength(line, (size_t)got);
-        if (!in || !cJSON_IsObject(in))
+        cJSON *in = holds_nul(line, (size_t)got) ? NULL : cJSON_ParseWithLength(line, (size_t)got);
+        if (!in && holds_nul(line, (size_t)got))
+            status |= print_error("the line holds U+0000 (NUL), which moeserve refuses on every path");
+        else if (!in || !cJSON_IsObject(in))
             status |= print_error("input line is not a JSON object");
         else
             status |= decode ? decode_line(tok, in) : encode_line(tok, in);

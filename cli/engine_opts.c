@@ -7,7 +7,7 @@
 #include <strings.h>
 
 #include "cli/cli_util.h"
-#include "engine/kv_cache.h"
+#include "engine/model/kv_cache.h"
 
 static const struct {
     const char *flag, *env, *help;

@@ -14,6 +14,7 @@ static const struct {
     {"forward", cmd_forward, "dump the logits of every prompt position (testing)"},
     {"tokenize", cmd_tokenize, "encode/decode JSON lines with the model's tokenizer"},
     {"template", cmd_template, "render the chat template for a JSON request on stdin"},
+    {"quantize", cmd_quantize, "convert a Hugging Face checkpoint or a GGUF into a GGUF (q4_k_m, q8_0, ...)"},
 };
 
 static void usage(FILE *out)

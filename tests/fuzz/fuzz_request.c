@@ -2,24 +2,27 @@
  *
  * Input: byte 0 picks the route (bit 0: chat / completions) and whether the prompts are built
  * (bit 1: oa_request_build_prompts with the real Qwen3 tokenizer and chat template, as the server
- * does after validation); the rest is the body. Checks: no crash, no leak (LeakSanitizer: every
+ * does after validation); bits 2-3 first translate the body as another API does (1: Anthropic's
+ * Messages, 2: the Responses API, 3: Messages count_tokens) into the chat body then validated,
+ * their errors checked in their own shape; the rest is the body. Checks: no crash, no leak (LeakSanitizer: every
  * path ends in oa_request_free), every error is a 4xx/500 with a message, and its OpenAI error
  * body is valid JSON, and valid UTF-8 whenever the request body was. */
 #include <cjson/cJSON.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "server/api_format.h"
 #include "server/openai_request.h"
 #include "server/openai_response.h"
 #include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_error(const struct oa_error *e, bool body_utf8)
+static void check_error(const struct oa_error *e, bool body_utf8, const struct api_ops *api)
 {
     FUZZ_CHECK(e->status >= 400 && e->status <= 599, "status %d", e->status);
     FUZZ_CHECK(e->message[0], "empty error message");
-    char *body = oa_error_body(e);
+    char *body = api ? api->error_body(e) : oa_error_body(e);
     FUZZ_CHECK(body, "oa_error_body returned NULL");
     cJSON *j = cJSON_Parse(body);
     FUZZ_CHECK(j, "error body is not JSON: %s", body);
@@ -31,7 +34,9 @@ static void check_error(const struct oa_error *e, bool body_utf8)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    enum oa_route route = data[0] & 1 ? OA_ROUTE_COMPLETION : OA_ROUTE_CHAT;
+    static const struct api_ops *const apis[4] = {NULL, &api_anthropic, &api_responses, &api_anthropic};
+    const struct api_ops *api = apis[(data[0] >> 2) & 3];
+    enum oa_route route = data[0] & 1 && !api ? OA_ROUTE_COMPLETION : OA_ROUTE_CHAT;
     bool build = data[0] & 2;
     const char *body = (const char *)data + 1;
     size_t len = size - 1;
@@ -44,10 +49,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct oa_request r;
     struct oa_error e;
     memset(&e, 0, sizeof e);
-    int rc = oa_request_parse(copy, len, route, &r, &e);
+    memset(&r, 0, sizeof r);
+    struct api_ctx ctx = {.count_only = ((data[0] >> 2) & 3) == 3};
+    struct sbuf chat = {0};
+    int rc = api ? api->translate(&ctx, copy, len, &chat, &e) : 0;
+    if (!rc && api) FUZZ_CHECK(chat.s && !chat.oom, "translation gave no body");
+    if (!rc) rc = api ? oa_request_parse(chat.s, chat.len, route, &r, &e) : oa_request_parse(copy, len, route, &r, &e);
     free(copy);
+    sbuf_free(&chat);
+    api_ctx_free(&ctx);
     if (rc) {
-        check_error(&e, utf8);
+        check_error(&e, utf8, api);
     } else {
         FUZZ_CHECK(r.n >= 1 && r.n <= OA_MAX_N, "n %d", r.n);
         FUZZ_CHECK(r.n_stops <= OUTPUT_PARSER_MAX_STOPS, "n_stops %d", r.n_stops);
@@ -55,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const struct tokenizer *tok = fuzz_tokenizer();
             rc = oa_request_build_prompts(&r, tok, fuzz_template(), 4096, (int)tok_vocab_size(tok), &e);
             if (rc) {
-                check_error(&e, utf8);
+                check_error(&e, utf8, api);
             } else {
                 FUZZ_CHECK(r.n_prompts >= 1, "no prompts");
                 for (int i = 0; i < r.n_prompts; i++) {

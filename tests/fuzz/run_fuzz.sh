@@ -12,7 +12,7 @@ fi
 rm -rf "$work"
 mkdir -p "$work/corpus"
 cp "$corpus"/* "$work/corpus/"
-set -- -max_total_time="$seconds" -timeout=20 -rss_limit_mb=2560 -max_len=16384 -print_final_stats=1 \
+set -- -max_total_time="$seconds" -error_exitcode=1 -timeout=20 -rss_limit_mb=2560 -max_len=16384 -print_final_stats=1 \
        -artifact_prefix="$work/"
 [ -n "$dict" ] && set -- "$@" -dict="$dict"
 exec "$exe" "$@" "$work/corpus"
