@@ -13,9 +13,10 @@
 #include <string.h>
 
 #include "common/ms_common.h"
-#include "engine/kernels.h"
-#include "engine/quant.h"
-#include "engine/threadpool.h"
+#include "engine/kernels/format.h"
+#include "engine/kernels/matmul.h"
+#include "engine/kernels/ops.h"
+#include "engine/kernels/threadpool.h"
 #include "bench/bench_util.h"
 
 /* Weights with realistic magnitudes (normal floats near 0.02; no denormals, which are slow). */
@@ -32,16 +33,7 @@ static struct tensor make(enum tensor_dtype dt, int out, int in)
             row[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.05f;
         }
         char *dst = (char *)p + (size_t)r * tensor_row_bytes(&t);
-        if (dt == TENSOR_DTYPE_Q8_0) {
-            quant_q8_0_row(row, (struct q8_0_block *)dst, in);
-        } else {
-            uint16_t *h = (uint16_t *)dst;
-            for (int i = 0; i < in; i++) {
-                uint32_t u;
-                memcpy(&u, &row[i], 4);
-                h[i] = (uint16_t)(u >> 16);
-            }
-        }
+        fmt_get(dt)->quantize_row(row, dst, in);
     }
     t.data = p;
     return t;
@@ -158,14 +150,15 @@ int main(int argc, char **argv)
             for (int c = 0; c < copies; c++) ws[c] = c ? make(dts[d], out, in) : w;
             float *x = malloc((size_t)n * in * sizeof *x), *y = malloc((size_t)n * out * sizeof *y);
             for (size_t i = 0; i < (size_t)n * in; i++) x[i] = (float)(i % 7) - 3;
-            void *xq = malloc(kern_act_q8_bytes(n, in));
-            kern_quantize_act(tp, x, n, in, xq);
+            enum kern_act act = kern_matmul_act(&w, 0);
+            void *xa = act == KERN_ACT_F32 ? NULL : malloc(kern_act_bytes(act, n, in));
+            if (xa) kern_prepare_act(tp, act, x, n, in, xa);
             for (int isa = KERN_ISA_AVX2; isa <= (int)kern_isa_best(); isa++) {
                 double best = 1e9;
                 for (int r = 0; r < reps; r++) {
                     double t0 = ms_now();
                     for (int c = 0; c < copies; c++)
-                        kern_matmul_isa(tp, (enum kern_isa)isa, &ws[c], x, dts[d] == TENSOR_DTYPE_Q8_0 ? xq : NULL, n, y, out);
+                        kern_matmul_isa(tp, (enum kern_isa)isa, &ws[c], x, xa, act, n, y, out);
                     double dt = (ms_now() - t0) / copies;
                     best = dt < best ? dt : best;
                 }
@@ -178,7 +171,7 @@ int main(int argc, char **argv)
             free(ws);
             free(x);
             free(y);
-            free(xq);
+            free(xa);
         }
     compare_openblas(tp, threads, reps);
     tp_destroy(tp);

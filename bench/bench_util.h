@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "engine/threadpool.h"
+#include "engine/kernels/threadpool.h"
 
 /* GB/s of reading `bytes` (a multiple of 1 MiB) with every thread of tp, best of `reps`. */
 double bench_read_bandwidth(struct threadpool *tp, size_t bytes, int reps);

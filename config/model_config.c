@@ -183,24 +183,102 @@ static int parse_sizes(struct model_config *cfg, const cJSON *root, const char *
                      &cfg->max_position_embeddings, err);
     if (rc) return rc;
     if (!moe) cfg->num_experts = cfg->num_experts_per_tok = cfg->moe_intermediate_size = 0;
-    if (cfg->num_heads % cfg->num_kv_heads)
-        return ms_err_set(err, MS_ERR_INVALID, "%s: num_attention_heads %d is not a multiple of num_key_value_heads %d",
-                          src, cfg->num_heads, cfg->num_kv_heads);
-    if (cfg->head_dim % 2)
-        return ms_err_set(err, MS_ERR_INVALID, "%s: head_dim %d must be even for RoPE", src, cfg->head_dim);
-    if (moe && (cfg->num_experts_per_tok < 1 || cfg->num_experts_per_tok > cfg->num_experts))
-        return ms_err_set(err, MS_ERR_INVALID, "%s: num_experts_per_tok %d must be in [1, num_experts %d]", src,
-                          cfg->num_experts_per_tok, cfg->num_experts);
     return MS_OK;
 }
 
-int model_config_parse(struct model_config *cfg, const char *json_text, const char *src,
-                       struct ms_err *err)
+const struct model_config_names model_config_hf_names = {
+    .vocab_size = "vocab_size",
+    .hidden_size = "hidden_size",
+    .num_layers = "num_hidden_layers",
+    .num_heads = "num_attention_heads",
+    .num_kv_heads = "num_key_value_heads",
+    .head_dim = "head_dim",
+    .intermediate_size = "intermediate_size",
+    .moe_intermediate_size = "moe_intermediate_size",
+    .num_experts = "num_experts",
+    .num_experts_per_tok = "num_experts_per_tok",
+    .max_position_embeddings = "max_position_embeddings",
+    .rope_theta = "rope_theta",
+    .rms_norm_eps = "rms_norm_eps",
+    .rope_factor = "rope_scaling.factor",
+    .rope_original = "rope_scaling.original_max_position_embeddings",
+    .eos = "eos_token_id",
+};
+
+void model_config_init(struct model_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
     cfg->bos_token_id = -1;
     cfg->default_temperature = cfg->default_top_p = -1;
     cfg->default_top_k = -1;
+}
+
+static int check_range(const char *src, const char *name, long long v, long long lo, long long hi, struct ms_err *err)
+{
+    if (v < lo || v > hi)
+        return ms_err_set(err, MS_ERR_INVALID, "%s: %s = %lld is out of range [%lld, %lld]", src, name, v, lo, hi);
+    return MS_OK;
+}
+
+static int check_range_f(const char *src, const char *name, double v, double lo, double hi, struct ms_err *err)
+{
+    if (!(v >= lo && v <= hi))
+        return ms_err_set(err, MS_ERR_INVALID, "%s: %s = %.17g is out of range [%g, %g]", src, name, v, lo, hi);
+    return MS_OK;
+}
+
+static int validate_sizes(const struct model_config *c, const struct model_config_names *n, const char *src,
+                          struct ms_err *err)
+{
+    const int big = 1 << 24;
+    bool moe = c->family == MODEL_FAMILY_QWEN3_MOE;
+    int rc = check_range(src, n->vocab_size, c->vocab_size, 1, big, err);
+    if (!rc) rc = check_range(src, n->hidden_size, c->hidden_size, 1, big, err);
+    if (!rc) rc = check_range(src, n->num_layers, c->num_layers, 1, MODEL_CONFIG_MAX_LAYERS, err);
+    if (!rc) rc = check_range(src, n->num_heads, c->num_heads, 1, 4096, err);
+    if (!rc) rc = check_range(src, n->num_kv_heads, c->num_kv_heads, 1, 4096, err);
+    if (!rc) rc = check_range(src, n->head_dim, c->head_dim, 2, 4096, err);
+    if (!rc) rc = check_range(src, n->intermediate_size, c->intermediate_size, 0, big, err);
+    if (!rc && moe) rc = check_range(src, n->moe_intermediate_size, c->moe_intermediate_size, 1, big, err);
+    if (!rc && moe) rc = check_range(src, n->num_experts, c->num_experts, 0, 65536, err);
+    if (!rc) rc = check_range(src, n->max_position_embeddings, c->max_position_embeddings, 1, 1 << 30, err);
+    if (!rc) rc = check_range(src, "decoder_sparse_step", c->decoder_sparse_step, 1, 4096, err);
+    if (rc) return rc;
+    if (c->num_heads % c->num_kv_heads)
+        return ms_err_set(err, MS_ERR_INVALID, "%s: %s %d is not a multiple of %s %d", src, n->num_heads, c->num_heads,
+                          n->num_kv_heads, c->num_kv_heads);
+    if (c->head_dim % 2)
+        return ms_err_set(err, MS_ERR_INVALID, "%s: %s %d must be even for RoPE", src, n->head_dim, c->head_dim);
+    if (moe && (c->num_experts_per_tok < 1 || c->num_experts_per_tok > c->num_experts))
+        return ms_err_set(err, MS_ERR_INVALID, "%s: %s %d must be in [1, %s %d]", src, n->num_experts_per_tok,
+                          c->num_experts_per_tok, n->num_experts, c->num_experts);
+    bool any_dense = false;
+    for (int i = 0; i < c->num_layers; i++) any_dense |= !c->layer_is_sparse[i];
+    if (any_dense && c->intermediate_size < 1)
+        return ms_err_set(err, MS_ERR_INVALID, "%s: %s is required for dense MLP layers", src, n->intermediate_size);
+    return MS_OK;
+}
+
+int model_config_validate(const struct model_config *c, const struct model_config_names *n, const char *src,
+                          struct ms_err *err)
+{
+    int rc = validate_sizes(c, n, src, err);
+    if (!rc) rc = check_range_f(src, n->rope_theta, c->rope_theta, 1e-6, 1e30, err);
+    if (!rc) rc = check_range_f(src, n->rms_norm_eps, c->rms_norm_eps, 0, 1, err);
+    if (!rc && c->rope_scaling.type == ROPE_SCALING_YARN) {
+        rc = check_range_f(src, n->rope_factor, c->rope_scaling.factor, 1.0, 1024, err);
+        if (!rc)
+            rc = check_range(src, n->rope_original, c->rope_scaling.original_max_position_embeddings, 1, 1 << 30, err);
+    }
+    for (int i = 0; !rc && i < c->num_eos_token_ids; i++)
+        rc = check_range(src, n->eos, c->eos_token_ids[i], 0, c->vocab_size - 1, err);
+    return rc;
+}
+
+int model_config_parse(struct model_config *cfg, const char *json_text, const char *src,
+                       struct ms_err *err)
+{
+    model_config_init(cfg);
     cJSON *root = cJSON_Parse(json_text);
     if (!root) return ms_err_set(err, MS_ERR_INVALID, "%s: not valid JSON", src);
     int rc = MS_OK;
@@ -214,18 +292,13 @@ int model_config_parse(struct model_config *cfg, const char *json_text, const ch
     if (!rc) rc = get_double(root, src, "rms_norm_eps", 1e-6, 0, 1, &cfg->rms_norm_eps, err);
     if (!rc) rc = parse_rope_scaling(cfg, root, src, err);
     if (!rc) rc = parse_layers(cfg, root, src, err);
-    if (!rc) {
-        bool any_dense = false;
-        for (int i = 0; i < cfg->num_layers; i++) any_dense |= !cfg->layer_is_sparse[i];
-        if (any_dense && cfg->intermediate_size < 1)
-            rc = ms_err_set(err, MS_ERR_INVALID, "%s: intermediate_size is required for dense MLP layers", src);
-    }
     /* config.json may carry eos_token_id too; generation_config.json, read later, takes precedence */
     const cJSON *eos = cJSON_GetObjectItemCaseSensitive(root, "eos_token_id");
-    if (!rc && cJSON_IsNumber(eos)) {
+    if (!rc && cJSON_IsNumber(eos) && eos->valuedouble >= 0 && eos->valuedouble < 1 << 30) {
         cfg->eos_token_ids[0] = (int32_t)eos->valuedouble;
         cfg->num_eos_token_ids = 1;
     }
+    if (!rc) rc = model_config_validate(cfg, &model_config_hf_names, src, err);
     cJSON_Delete(root);
     return rc;
 }

@@ -61,6 +61,25 @@ struct model_config {
     int default_top_k;
 };
 
+/* How a source spells the fields in its messages: config.json's names, or a GGUF's keys. */
+struct model_config_names {
+    const char *vocab_size, *hidden_size, *num_layers, *num_heads, *num_kv_heads, *head_dim,
+        *intermediate_size, *moe_intermediate_size, *num_experts, *num_experts_per_tok,
+        *max_position_embeddings, *rope_theta, *rms_norm_eps, *rope_factor, *rope_original, *eos;
+};
+extern const struct model_config_names model_config_hf_names;
+
+/* A zeroed config with the "absent" markers set (bos -1, sampling defaults -1), for a source
+ * that fills the struct itself before model_config_validate. */
+void model_config_init(struct model_config *cfg);
+
+/* The checks every source goes through once the struct is filled (model_config_parse runs
+ * them too): sizes in range, heads divisible, top-k within the experts, yarn parameters,
+ * eos ids inside the vocabulary, dense layers having an intermediate size. The message names
+ * `src` and the field as `names` spells it. */
+int model_config_validate(const struct model_config *cfg, const struct model_config_names *names, const char *src,
+                          struct ms_err *err);
+
 /* Reads MODEL_DIR/config.json and, if present, MODEL_DIR/generation_config.json.
  * Returns MS_OK, or an error whose message names the file, the field and its value. */
 int model_config_load(struct model_config *cfg, const char *model_dir, struct ms_err *err);

@@ -17,6 +17,8 @@ if [ $BUILD_ONLY = 0 ]; then
   # tests: the numpy reference, the Jinja2 template reference, the test-model maker (python3),
   # a real nginx for the load-balancer test, curl, git
   PACKAGES+=(git curl python3 python3-numpy python3-jinja2 python3-yaml nginx-light clang-14 libclang-rt-14-dev)
+  # headless Chromium for the chat page's browser test (tests/webui, driven by playwright-core)
+  PACKAGES+=(chromium)
   command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
   command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 fi

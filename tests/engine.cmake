@@ -1,8 +1,8 @@
 # Engine: batching invariants, prefix cache, aborts (tiny model).
-ms_c_test(test_engine)
+ms_c_test(test_engine engine)
 set_tests_properties(test_engine PROPERTIES FIXTURES_REQUIRED model_tiny TIMEOUT 600)
-ms_c_test(test_sampler)
-ms_c_test(test_kv_block_pool)
+ms_c_test(test_sampler engine)
+ms_c_test(test_kv_block_pool engine)
 add_test(NAME generate_prompt_file_batched_equals_alone
          COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/engine/test_generate_batch.py
                  $<TARGET_FILE:moeserve> ${MS_MODELS}/tiny ${CMAKE_BINARY_DIR}/generate_batch)

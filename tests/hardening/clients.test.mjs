@@ -133,11 +133,14 @@ test('SSE readers that stop reading stall neither other streams nor the engine',
   note(`token rate of a normal stream: ${base.rate.toFixed(0)}/s alone, ${during.rate.toFixed(0)}/s beside 2 stalled readers ` +
     `(${during.n} tokens in ${steps} engine steps); the engine generated ${generated} tokens meanwhile (2 x 2000 unread + ${during.n})`);
   assert.equal(during.n, base.n);
-  // Not stalled: the stream got a token from (nearly) every engine step while it ran (one prefill
-  // step, and a step or two after its last token before the metrics were read, are the rest).
+  // Not stalled: the stream got a token from (nearly) every engine step while it ran. The rest are
+  // the prefill step and the steps the engine runs for the other two sequences between reading the
+  // counter and the request's admission, and between its last token and reading the counter again
+  // (a few, more on a loaded CI machine: 8 of 308 seen there). A stalled stream would get a token
+  // from far fewer steps than 95% of them.
   // The rate itself also pays for the stalled readers' requests (2 more sequences with top-20
   // logprobs each step), which sanitizers make many times dearer: compared only unsanitized.
-  assert.ok(during.n >= steps - 5, `${during.n} tokens in ${steps} steps`);
+  assert.ok(during.n >= Math.floor(steps * 0.95) - 5, `${during.n} tokens in ${steps} steps`);
   if (TIME_SCALE === 1) assert.ok(during.rate > base.rate * 0.2, `rate ${during.rate} vs ${base.rate}`);
   assert.ok(generated >= 4000, `${generated}`);
   // the stalled readers, once they read again, get their whole streams

@@ -83,6 +83,29 @@ const rows = [
   ['tool schema a string', { body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: 'object' } }] }) }, { status: 400, ...INV, param: 'tools' }],
   ['tool schema an array', { body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: [1, 2] } }] }) }, { status: 400, ...INV, param: 'tools' }],
   ['tool schema a number', { body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: 3 } }] }) }, { status: 400, ...INV, param: 'tools' }],
+  // ---- structured outputs: schemas that cannot be enforced are refused, naming the problem
+  ['response_format not an object', { body: chat({ response_format: 'json' }) }, { status: 400, ...INV, param: 'response_format' }],
+  ['response_format unknown type', { body: chat({ response_format: { type: 'yaml' } }) }, { status: 400, ...INV, param: 'response_format' }],
+  ['json_schema without a schema', { body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x' } } }) },
+    { status: 400, ...INV, param: 'response_format' }],
+  ['json_schema schema not an object', { body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: 5 } } }) },
+    { status: 400, ...INV, param: 'response_format' }],
+  ['json_schema unsupported keyword', { body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '(a' } } } }) },
+    { status: 400, ...INV, param: 'response_format' }],
+  ['json_schema $ref that does not resolve', { body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/nowhere' } } } }) },
+    { status: 400, ...INV, param: 'response_format' }],
+  ['json_schema with no finite instance', { body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'array', minItems: 1, items: { $ref: '#' } } } } }) },
+    { status: 400, ...INV, param: 'response_format' }],
+  ['json_schema $ref loop', { body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { $ref: '#/$defs/a', $defs: { a: { $ref: '#/$defs/a' } } } } } }) },
+    { status: 400, ...INV, param: 'response_format' }],
+  ['json_schema with 2000 properties', { body: chat({ enable_thinking: false, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object',
+      properties: Object.fromEntries(Array.from({ length: 2000 }, (_, i) => ['p' + i, { type: 'integer' }])) } } } }) }, { status: 200 }],
+  ['json_schema with 5000 properties', { body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object',
+      properties: Object.fromEntries(Array.from({ length: 5000 }, (_, i) => ['p' + i, { type: 'integer' }])) } } } }) }, { status: 400, ...INV, param: 'response_format' }],
+  ['json_schema enum of 100000 values', { body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { enum: Array.from({ length: 100000 }, (_, i) => i) } } } }) },
+    { status: 400, ...INV, param: 'response_format' }],
+  ['forced tool with an unsupported parameters schema', { body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { not: {} } } } } }], tool_choice: 'required' }) },
+    { status: 400, ...INV, param: 'tools' }],
   ['tool_choice unknown', { body: chat({ tool_choice: 'sometimes' }) }, { status: 400, ...INV, param: 'tool_choice' }],
   ['tool_choice required without tools', { body: chat({ tool_choice: 'required' }) }, { status: 400, ...INV, param: 'tool_choice' }],
   ['tool_choice names a missing function', { body: chat({ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }) },
@@ -128,7 +151,9 @@ const rows = [
   ['no Content-Type', { body: chat(), contentType: null }, { status: 200 }],
   // ---- routes, methods, paths
   ['unknown route', { method: 'GET', path: '/v1/nothing' }, { status: 404, ...INV, param: null, code: 'not_found' }],
-  ['root', { method: 'GET', path: '/' }, { status: 404, ...INV, param: null, code: 'not_found' }],
+  // GET / is the chat page (tests/webui); a page asset that does not exist is the API's 404
+  ['missing page asset', { method: 'GET', path: '/webui/nothing.js' }, { status: 404, ...INV, param: null, code: 'not_found' }],
+  ['POST to the page', { method: 'POST', path: '/', body: chat() }, { status: 404, ...INV, param: null, code: 'not_found' }],
   ['POST /v1/embeddings', { path: '/v1/embeddings', body: '{"input":"x"}' }, { status: 404, ...INV, param: null, code: 'not_found' }],
   ['GET on a POST route', { method: 'GET', path: CHAT }, { status: 405, ...INV, param: null, code: 'method_not_allowed' }],
   ['PUT', { method: 'PUT', path: CHAT, body: chat() }, { status: 405, ...INV, param: null, code: 'method_not_allowed' }],
@@ -168,6 +193,38 @@ for (const [f, v] of [['stream', 'yes'], ['stream', 1], ['logprobs', 'true'], ['
   ['stream_options', 'x'], ['chat_template_kwargs', [1]], ['stop_token_ids', 'x'], ['reasoning_effort', 'extreme'], ['enable_thinking', 'no']])
   rows.push([`${f} = ${JSON.stringify(v)}`, { body: JSON.stringify({ messages: M, max_tokens: 1, [f]: v }) }, { status: 400, ...INV, param: f }]);
 
+// The Responses and Messages APIs take the same bodies through the same checks: every body-level
+// refusal above (not JSON, bad encodings, nesting), each in its own API's error shape, then their
+// own malformed items, unknown block types and huge inputs.
+const RESP = '/v1/responses', MSGS = '/v1/messages';
+const bodyLevel = rows.filter(([, req, exp]) => !req.path && !req.method && exp.status === 400 && exp.param === null);
+for (const [name, req, exp] of bodyLevel) {
+  rows.push([`${RESP}: ${name}`, { ...req, path: RESP }, exp]);
+  rows.push([`${MSGS}: ${name}`, { ...req, path: MSGS }, { status: 400, anthropic: 'invalid_request_error' }]);
+}
+const big = 'word '.repeat(2000);
+for (const [name, body, exp] of [
+  ['input item not an object', { input: [42] }, { status: 400, ...INV, param: 'input' }],
+  ['unknown item type', { input: [{ type: 'mcp_call' }] }, { status: 400, ...INV, param: 'input' }],
+  ['message content a number', { input: [{ role: 'user', content: 7 }] }, { status: 400, ...INV, param: 'input' }],
+  ['function_call_output without call_id', { input: [{ type: 'function_call_output', output: 'x' }] }, { status: 400, ...INV, param: 'input' }],
+  ['huge input past the context', { input: big }, { status: 400, ...INV, param: 'input', code: 'context_length_exceeded' }],
+  ['max_output_tokens a string', { input: 'x', max_output_tokens: 'many' }, { status: 400, ...INV, param: 'max_output_tokens' }],
+]) rows.push([`${RESP}: ${name}`, { path: RESP, body: JSON.stringify(body) }, exp]);
+const A = (content) => ({ model: 'tiny', max_tokens: 1, messages: [{ role: 'user', content }] });
+for (const [name, body, exp] of [
+  ['message not an object', { model: 'tiny', max_tokens: 1, messages: [7] }, { status: 400, anthropic: 'invalid_request_error' }],
+  ['unknown block type', A([{ type: 'server_tool_use' }]), { status: 400, anthropic: 'invalid_request_error' }],
+  ['block a string', A(['x']), { status: 400, anthropic: 'invalid_request_error' }],
+  ['text block without text', A([{ type: 'text' }]), { status: 400, anthropic: 'invalid_request_error' }],
+  ['tool_result content an object', A([{ type: 'tool_result', tool_use_id: 'a', content: {} }]), { status: 400, anthropic: 'invalid_request_error' }],
+  ['huge input past the context', A(big), { status: 400, anthropic: 'invalid_request_error' }],
+  ['unknown model', { ...A('x'), model: 'claude-x' }, { status: 404, anthropic: 'not_found_error' }],
+  ['valid', A('hi'), { status: 200 }],
+]) rows.push([`${MSGS}: ${name}`, { path: MSGS, body: JSON.stringify(body) }, exp]);
+rows.push([`${MSGS}/count_tokens: not JSON`, { path: MSGS + '/count_tokens', body: '{' }, { status: 400, anthropic: 'invalid_request_error' }]);
+rows.push([`${RESP}: valid`, { path: RESP, body: JSON.stringify({ input: 'hi', max_output_tokens: 1 }) }, { status: 200 }]);
+
 function toBytes(req) {
   const method = req.method || 'POST', path = req.path || CHAT;
   return httpBytes(method, path, { body: req.body, headers: req.headers || {}, contentType: req.contentType === undefined ? 'application/json' : req.contentType });
@@ -178,11 +235,17 @@ function checkRow(name, r, exp) {
   assert.equal(r.status, exp.status, where);
   assert.ok(r.json, `${name}: the body is JSON: ${String(r.body).slice(0, 200)}`);
   if (exp.status === 200) {
-    assert.ok(!('error' in r.json), where);
+    assert.ok(!r.json.error, where); // a Response carries "error": null
     return;
   }
   const e = r.json.error;
   assert.ok(e && typeof e.message === 'string' && e.message.length > 0, where);
+  if (exp.anthropic) { // {"type":"error","error":{"type":...,"message":...}}
+    assert.equal(r.json.type, 'error', where);
+    assert.equal(e.type, exp.anthropic, where);
+    assert.match(r.headers['content-type'], /^application\/json/, where);
+    return;
+  }
   assert.ok(!/[\x00-\x1f]/.test(e.message) || true);
   if ('type' in exp) assert.equal(e.type, exp.type, where);
   if ('param' in exp) assert.equal(e.param, exp.param, where);
