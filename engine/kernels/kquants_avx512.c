@@ -62,21 +62,29 @@ INLINE void q4k_unpack(const struct q4_k_block *b, struct q4k_unpacked *u)
     q4k_unpack_scales(b->scales, b->d, b->dmin, u);
 }
 
-INLINE float q4k_step(const struct q4k_unpacked *u, const struct q8_k_block *x, float acc)
+/* the scaled quant sums of one super-block against x, as 16 int32 partial sums */
+INLINE __m512i q4k_isum(const struct q4k_unpacked *u, const struct q8_k_block *x)
 {
     __m512i s = _mm512_setzero_si512();
     for (int c = 0; c < 4; c++) {
         __m512i p = _mm512_maddubs_epi16(u->q[c], _mm512_loadu_si512((const void *)(x->qs + 64 * c)));
         s = _mm512_dpwssd_epi32(s, p, u->sc[c]);
     }
+    return s;
+}
+
+INLINE float q4k_step(const struct q4k_unpacked *u, const struct q8_k_block *x, float acc)
+{
+    __m512i s = q4k_isum(u, x);
     __m256i mn = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), u->m16);
     return kq_q4_k_accum(acc, u->d, u->dmin, x->d, kq_hsum512(s), kq_hsum256(mn));
 }
 
-TARGET void fmt_q4_k_range_avx512(const struct kern_range *g)
+/* rows r0 .. g->r1 - 1, one at a time */
+static TARGET void q4k_rows_from(const struct kern_range *g, int r0)
 {
     int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
+    for (int r = r0; r < g->r1; r++) {
         const struct q4_k_block *w = (const struct q4_k_block *)(g->w + (size_t)r * g->w_stride);
         for (int t0 = g->t0; t0 < g->t1; t0 += TOK_BLOCK) {
             int nt = g->t1 - t0 < TOK_BLOCK ? g->t1 - t0 : TOK_BLOCK;
@@ -108,10 +116,11 @@ INLINE void q5k_unpack(const struct q5_k_block *b, struct q4k_unpacked *u)
     q4k_unpack_scales(b->scales, b->d, b->dmin, u);
 }
 
-TARGET void fmt_q5_k_range_avx512(const struct kern_range *g)
+/* rows r0 .. g->r1 - 1, one at a time */
+static TARGET void q5k_rows_from(const struct kern_range *g, int r0)
 {
     int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
+    for (int r = r0; r < g->r1; r++) {
         const struct q5_k_block *w = (const struct q5_k_block *)(g->w + (size_t)r * g->w_stride);
         for (int t0 = g->t0; t0 < g->t1; t0 += TOK_BLOCK) {
             int nt = g->t1 - t0 < TOK_BLOCK ? g->t1 - t0 : TOK_BLOCK;
@@ -156,21 +165,28 @@ INLINE void q6k_unpack(const struct q6_k_block *b, struct q6k_unpacked *u)
     u->d = _cvtsh_ss(b->d);
 }
 
-INLINE float q6k_step(const struct q6k_unpacked *u, const struct q8_k_block *x, float acc)
+INLINE __m512i q6k_isum(const struct q6k_unpacked *u, const struct q8_k_block *x)
 {
     __m512i s = _mm512_setzero_si512();
     for (int k = 0; k < 4; k++) {
         __m512i p = _mm512_maddubs_epi16(u->q[k], _mm512_loadu_si512((const void *)(x->qs + 64 * k)));
         s = _mm512_dpwssd_epi32(s, p, u->sc[k]);
     }
+    return s;
+}
+
+INLINE float q6k_step(const struct q6k_unpacked *u, const struct q8_k_block *x, float acc)
+{
+    __m512i s = q6k_isum(u, x);
     __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), u->s16);
     return kq_q6_k_accum(acc, u->d, x->d, kq_hsum512(s) - 32 * kq_hsum256(off));
 }
 
-TARGET void fmt_q6_k_range_avx512(const struct kern_range *g)
+/* rows r0 .. g->r1 - 1, one at a time */
+static TARGET void q6k_rows_from(const struct kern_range *g, int r0)
 {
     int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
+    for (int r = r0; r < g->r1; r++) {
         const struct q6_k_block *w = (const struct q6_k_block *)(g->w + (size_t)r * g->w_stride);
         for (int t0 = g->t0; t0 < g->t1; t0 += TOK_BLOCK) {
             int nt = g->t1 - t0 < TOK_BLOCK ? g->t1 - t0 : TOK_BLOCK;
@@ -184,3 +200,157 @@ TARGET void fmt_q6_k_range_avx512(const struct kern_range *g)
         }
     }
 }
+
+/* ---- Sixteen rows at a time (the decode shape: few tokens, many rows) ----
+ * The per-row kernels above end every super-block with two horizontal sums and a scalar
+ * multiply-add on a serial chain. Here each of 16 rows leaves its int32 partial sums in a vector,
+ * the 16 vectors are reduced together (lane i: row i), and the float step runs on 16 rows at once
+ * with kquants.h's operations in kquants.h's order, so the bits are still the portable kernel's. */
+
+#define ROWS 16
+
+/* lane i: the sum of v[i]'s 16 int32 lanes (exact) */
+INLINE __m512i sum_rows16(const __m512i v[ROWS])
+{
+    __m512i a[8], b[4];
+    for (int i = 0; i < 8; i++)
+        a[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                                _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+    /* b[k], 128-bit lane L: the lane-L sums of rows 4k .. 4k + 3 */
+    for (int k = 0; k < 4; k++)
+        b[k] = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2 * k], a[2 * k + 1]),
+                                _mm512_unpackhi_epi64(a[2 * k], a[2 * k + 1]));
+    __m512i c0 = _mm512_add_epi32(_mm512_shuffle_i32x4(b[0], b[1], 0x88), _mm512_shuffle_i32x4(b[0], b[1], 0xDD));
+    __m512i c1 = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2], b[3], 0x88), _mm512_shuffle_i32x4(b[2], b[3], 0xDD));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(c0, c1, 0x88), _mm512_shuffle_i32x4(c0, c1, 0xDD));
+}
+
+/* lane i: the sum of row i's 8 int32 lanes, where p[k] holds row k (low half) and row k + 8 */
+INLINE __m512i sum_rows8x2(const __m512i p[8])
+{
+    __m512i a[4], b[2];
+    for (int i = 0; i < 4; i++)
+        a[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(p[2 * i], p[2 * i + 1]),
+                                _mm512_unpackhi_epi32(p[2 * i], p[2 * i + 1]));
+    for (int k = 0; k < 2; k++)
+        b[k] = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2 * k], a[2 * k + 1]),
+                                _mm512_unpackhi_epi64(a[2 * k], a[2 * k + 1]));
+    /* rows 0-3, 8-11, 4-7, 12-15 */
+    __m512i c = _mm512_add_epi32(_mm512_shuffle_i32x4(b[0], b[1], 0x88), _mm512_shuffle_i32x4(b[0], b[1], 0xDD));
+    return _mm512_shuffle_i32x4(c, c, _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* the 16 f16 factors gathered from the rows, as floats (the same exact conversion as _cvtsh_ss) */
+INLINE __m512 f16x16(const uint16_t h[ROWS])
+{
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
+}
+
+/* What 16 rows leave for each token of a super-block column: the int32 partial sums, and the
+ * per-pair weights (mins or scales as int16) that meet the token's bsums. */
+struct rows16 {
+    __m512i s[TOK_BLOCK][ROWS];
+    __m256i pair[8][2]; /* [k][0]: row k, [k][1]: row k + 8 */
+    uint16_t d[ROWS], dmin[ROWS];
+};
+
+INLINE void rows16_keep_pair(struct rows16 *c, int i, __m256i w16)
+{
+    _mm256_storeu_si256(&c->pair[i & 7][i >> 3], w16);
+}
+
+/* lane i: row i's bsums . pair weights for token x */
+INLINE __m512i rows16_pair_sums(const struct rows16 *c, const struct q8_k_block *x)
+{
+    __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->bsums)), p[8];
+    for (int k = 0; k < 8; k++) p[k] = _mm512_madd_epi16(bs, _mm512_loadu_si512((const void *)c->pair[k]));
+    return sum_rows8x2(p);
+}
+
+INLINE void rows16_store(const struct kern_range *g, int r, int t0, int nt, const __m512 *acc)
+{
+    for (int t = 0; t < nt; t++) _mm512_storeu_ps(g->y + (size_t)(t0 + t) * g->ldy + r, acc[t]);
+}
+
+/* Q4_K (q5 = 0) or Q5_K (q5 = 1), rows r .. r + 15, tokens t0 .. t0 + nt - 1 */
+INLINE void q4k_rows16(const struct kern_range *g, int r, int t0, int nt, int q5)
+{
+    int nb = g->in / QK_K;
+    struct rows16 c;
+    __m512 acc[TOK_BLOCK];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        for (int i = 0; i < ROWS; i++) {
+            const char *row = g->w + (size_t)(r + i) * g->w_stride;
+            struct q4k_unpacked u;
+            if (q5) {
+                const struct q5_k_block *w = (const struct q5_k_block *)row + b;
+                q5k_unpack(w, &u);
+                c.d[i] = w->d, c.dmin[i] = w->dmin;
+            } else {
+                const struct q4_k_block *w = (const struct q4_k_block *)row + b;
+                q4k_unpack(w, &u);
+                c.d[i] = w->d, c.dmin[i] = w->dmin;
+            }
+            rows16_keep_pair(&c, i, u.m16);
+            for (int t = 0; t < nt; t++) c.s[t][i] = q4k_isum(&u, kq_act_row(g, t0 + t) + b);
+        }
+        __m512 d = f16x16(c.d), dmin = f16x16(c.dmin);
+        for (int t = 0; t < nt; t++) {
+            const struct q8_k_block *x = kq_act_row(g, t0 + t) + b;
+            __m512 xd = _mm512_set1_ps(x->d);
+            __m512 sumi = _mm512_cvtepi32_ps(sum_rows16(c.s[t])), summin = _mm512_cvtepi32_ps(rows16_pair_sums(&c, x));
+            /* kq_q4_k_accum, lane by lane */
+            acc[t] = _mm512_sub_ps(_mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(d, xd), sumi)),
+                                   _mm512_mul_ps(_mm512_mul_ps(dmin, xd), summin));
+        }
+    }
+    rows16_store(g, r, t0, nt, acc);
+}
+
+INLINE void q6k_rows16(const struct kern_range *g, int r, int t0, int nt)
+{
+    int nb = g->in / QK_K;
+    struct rows16 c;
+    __m512 acc[TOK_BLOCK];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        for (int i = 0; i < ROWS; i++) {
+            const struct q6_k_block *w = (const struct q6_k_block *)(g->w + (size_t)(r + i) * g->w_stride) + b;
+            struct q6k_unpacked u;
+            q6k_unpack(w, &u);
+            c.d[i] = w->d;
+            rows16_keep_pair(&c, i, u.s16);
+            for (int t = 0; t < nt; t++) c.s[t][i] = q6k_isum(&u, kq_act_row(g, t0 + t) + b);
+        }
+        __m512 d = f16x16(c.d);
+        for (int t = 0; t < nt; t++) {
+            const struct q8_k_block *x = kq_act_row(g, t0 + t) + b;
+            __m512i sumi = _mm512_sub_epi32(sum_rows16(c.s[t]), _mm512_slli_epi32(rows16_pair_sums(&c, x), 5));
+            /* kq_q6_k_accum, lane by lane */
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(sumi)));
+        }
+    }
+    rows16_store(g, r, t0, nt, acc);
+}
+
+typedef void (*rows16_fn)(const struct kern_range *g, int r, int t0, int nt);
+typedef void (*rows_from_fn)(const struct kern_range *g, int r0);
+
+/* the 16-row groups, then the rows left over one at a time */
+INLINE void range_by_rows16(const struct kern_range *g, rows16_fn group, rows_from_fn rest)
+{
+    int r = g->r0;
+    for (; r + ROWS <= g->r1; r += ROWS)
+        for (int t0 = g->t0; t0 < g->t1; t0 += TOK_BLOCK)
+            group(g, r, t0, g->t1 - t0 < TOK_BLOCK ? g->t1 - t0 : TOK_BLOCK);
+    rest(g, r);
+}
+
+static TARGET void q4k_group(const struct kern_range *g, int r, int t0, int nt) { q4k_rows16(g, r, t0, nt, 0); }
+static TARGET void q5k_group(const struct kern_range *g, int r, int t0, int nt) { q4k_rows16(g, r, t0, nt, 1); }
+static TARGET void q6k_group(const struct kern_range *g, int r, int t0, int nt) { q6k_rows16(g, r, t0, nt); }
+
+TARGET void fmt_q4_k_range_avx512(const struct kern_range *g) { range_by_rows16(g, q4k_group, q4k_rows_from); }
+TARGET void fmt_q5_k_range_avx512(const struct kern_range *g) { range_by_rows16(g, q5k_group, q5k_rows_from); }
+TARGET void fmt_q6_k_range_avx512(const struct kern_range *g) { range_by_rows16(g, q6k_group, q6k_rows_from); }

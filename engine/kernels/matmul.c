@@ -92,7 +92,7 @@ static int rows_per_task(const struct kern_mm *mm)
     size_t row_bytes = tensor_row_bytes(mm->w);
     int rb = (int)((131072 + row_bytes - 1) / row_bytes);
     if (mm->n > 8 && rb < 64) rb = 64;
-    rb = (rb + 7) / 8 * 8;
+    rb = (rb + 15) / 16 * 16; /* whole 16-row groups for the kernels that take rows 16 at a time */
     return rb < 16 ? 16 : rb;
 }
 
