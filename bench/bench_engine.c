@@ -211,6 +211,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--decode-tokens")) decode_tokens = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--batches")) snprintf(batches, sizeof batches, "%s", argv[i + 1]);
         else if (!strcmp(argv[i], "--quantize")) lo.quantize_q8_0 = !strcmp(argv[i + 1], "q8_0");
+        else if (!strcmp(argv[i], "--load-mode")) lo.keep_mapping = !strcmp(argv[i + 1], "mmap");
         else if (!strcmp(argv[i], "--bf16-activations")) lo.bf16_activations = !strcmp(argv[i + 1], "1");
         else if (engine_opts_parse(&base, argv[i], argv[i + 1]) <= 0) {
             fprintf(stderr, "bench: unknown option %s\n", argv[i]);

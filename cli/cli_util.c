@@ -81,10 +81,10 @@ int cli_default_threads(void)
 
 int cli_load_model(const char *dir, struct model **out)
 {
-    return cli_load_model_quant(dir, NULL, out);
+    return cli_load_model_quant(dir, NULL, NULL, out);
 }
 
-int cli_load_model_quant(const char *dir, const char *quantize, struct model **out)
+int cli_load_model_quant(const char *dir, const char *quantize, const char *load_mode, struct model **out)
 {
     struct ms_err err = {{0}};
     struct model_load_opts o = {.show_progress = isatty(2), .threads = cli_default_threads()};
@@ -98,6 +98,12 @@ int cli_load_model_quant(const char *dir, const char *quantize, struct model **o
         }
         o.quantize_scheme = quantize;
     }
+    const char *mode = load_mode ? load_mode : getenv("MOESERVE_LOAD_MODE");
+    if (mode && *mode && strcmp(mode, "copy") && strcmp(mode, "mmap")) {
+        fprintf(stderr, "moeserve: --load-mode (MOESERVE_LOAD_MODE) expects copy or mmap, got '%s'\n", mode);
+        return -1;
+    }
+    o.keep_mapping = mode && !strcmp(mode, "mmap");
     const char *bf16 = getenv("MOESERVE_BF16_ACTIVATIONS");
     o.bf16_activations = bf16 && !strcmp(bf16, "1");
     double t0 = ms_now();

@@ -26,8 +26,9 @@ struct model;
  * failure prints the one-line error and returns -1. */
 int cli_load_model(const char *dir, struct model **out);
 
-/* The same, converting the weights at load when `quantize` is "q8_0" (NULL: the environment
- * variable MOESERVE_QUANTIZE, else none; "none" or "" keeps the stored dtype). With
+/* The same, converting the weights at load when `quantize` names a scheme (NULL: the environment
+ * variable MOESERVE_QUANTIZE, else none; "none" or "" keeps the stored dtype), and keeping the
+ * file mapping when `load_mode` is "mmap" (NULL: MOESERVE_LOAD_MODE, else "copy"). With
  * MOESERVE_BF16_ACTIVATIONS=1, BF16 matmuls take bf16-rounded inputs (model_load_opts). */
-int cli_load_model_quant(const char *dir, const char *quantize, struct model **out);
+int cli_load_model_quant(const char *dir, const char *quantize, const char *load_mode, struct model **out);
 #endif

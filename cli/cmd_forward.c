@@ -72,7 +72,7 @@ int cmd_forward(int argc, char **argv)
     float *logits = NULL;
     int32_t *pos = NULL, *rows = NULL, *seq = NULL, *table = NULL;
     FILE *f = NULL;
-    if (cli_load_model_quant(model_dir, quantize, &m)) goto out;
+    if (cli_load_model_quant(model_dir, quantize, NULL, &m)) goto out;
     /* one sequence in one batch: blocks 0..n/bs in order, every row's logits wanted */
     const int bs = 16, blocks = (n + bs - 1) / bs;
     const struct model_config *c = &m->cfg;

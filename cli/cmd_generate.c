@@ -467,7 +467,7 @@ int cmd_generate(int argc, char **argv)
     }
     int rc = 1;
     struct ms_err err = {{0}};
-    if (cli_load_model_quant(g.o.model_dir, g.o.quantize, &g.model)) goto out;
+    if (cli_load_model_quant(g.o.model_dir, g.o.quantize, NULL, &g.model)) goto out;
     g.tok = cli_load_tokenizer(g.o.model_dir, g.o.tokenizer_dir, &err); /* optional: --prompt-ids with --ids needs none */
     if (!g.tok && (g.o.prompt || g.o.messages || !g.o.ids))
         fprintf(stderr, "moeserve: warning: no tokenizer (%s)\n", err.msg);

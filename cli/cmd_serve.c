@@ -37,6 +37,7 @@ static const struct {
     {"--model", "MOESERVE_MODEL", "Hugging Face model directory or FILE.gguf (required)"},
     {"--tokenizer", "MOESERVE_TOKENIZER", "take tokenizer.json (and, for a .gguf, the chat template) from DIR (a .gguf's default: the vocabulary and template stored in the file)"},
     {"--quantize", "MOESERVE_QUANTIZE", "convert at load: q8_0 (matmul weights), or a `moeserve quantize` scheme such as q4_k_m or q6_k (default none: as stored)"},
+    {"--load-mode", "MOESERVE_LOAD_MODE", "copy (default): the weights are read into memory of their own, in huge pages where the kernel gives them (faster decode: docs/BENCHMARKS.md); mmap: served from the file mapping (loads at page-cache speed when the file is cached; the kernel may page it back to the file)"},
     {"--host", "MOESERVE_HOST", "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)"},
     {"--port", "MOESERVE_PORT", "TCP port (default 8000; 0 picks a free one, printed at start)"},
     {"--api-key", "MOESERVE_API_KEY", "require 'Authorization: Bearer KEY' (/health and /metrics stay open)"},
@@ -77,7 +78,7 @@ static const char serve_help[] =
     "server options (each also read from the environment variable shown):\n";
 
 struct serve_opts {
-    const char *model_dir, *served_name, *api_key, *host, *cors, *quantize, *tokenizer_dir;
+    const char *model_dir, *served_name, *api_key, *host, *cors, *quantize, *load_mode, *tokenizer_dir;
     long port, max_queued, max_conns, max_conns_per_ip, keep_alive, thinking_budget, log_level;
     double ping, shutdown_timeout, stall;
     size_t max_body, conn_memory;
@@ -93,6 +94,7 @@ static int parse_value(struct serve_opts *o, const char *a, const char *v)
     if (!strcmp(a, "--model")) o->model_dir = v;
     else if (!strcmp(a, "--tokenizer")) o->tokenizer_dir = v;
     else if (!strcmp(a, "--quantize")) o->quantize = v;
+    else if (!strcmp(a, "--load-mode")) o->load_mode = v;
     else if (!strcmp(a, "--host")) o->host = v;
     else if (!strcmp(a, "--port")) return cli_parse_int(a, v, 0, 65535, &o->port);
     else if (!strcmp(a, "--api-key")) o->api_key = v;
@@ -261,7 +263,7 @@ int cmd_serve(int argc, char **argv)
     }
     snprintf(url, sizeof url, strchr(o.host, ':') ? "http://[%s]:%d" : "http://%s:%d", o.host, http_server_port(srv));
     server_log(LOG_LEVEL_INFO, NULL, "listening on %s (loading %s)", url, o.model_dir);
-    if (cli_load_model_quant(o.model_dir, o.quantize, &model)) goto out;
+    if (cli_load_model_quant(o.model_dir, o.quantize, o.load_mode, &model)) goto out;
     if (!(tok = cli_load_tokenizer(o.model_dir, o.tokenizer_dir, &err))) {
         fprintf(stderr, "moeserve serve: %s\n", err.msg);
         goto out;

@@ -112,8 +112,10 @@ int model_load_with_opts(const char *model_dir, const struct model_load_opts *o,
         rc = weights_quantize(m->weights, TENSOR_DTYPE_Q8_0, threads, o->show_progress, err);
     else if (!rc && qs)
         rc = weights_quantize_scheme(m->weights, &m->cfg, qs, threads, o->show_progress, err);
-    else if (!rc)
+    else if (!rc && o->keep_mapping)
         weights_page_in(m->weights, o->show_progress);
+    else if (!rc)
+        weights_copy_in(m->weights, o->show_progress); /* a shortfall is said there and still serves */
     if (!rc) rc = copy_norms(m, err);
     if (rc) {
         model_free(m);

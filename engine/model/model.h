@@ -43,6 +43,8 @@ struct model_load_opts {
     bool bf16_activations; /* BF16 matmuls round their input to bf16 and use VDPBF16PS, where the
                             * CPU has AVX512_BF16 (faster prefill, less accurate); else ignored */
     int threads;        /* for the conversion; <= 0: one */
+    bool keep_mapping;  /* serve the weights from the file mapping (weights_page_in) instead of
+                         * copying them into anonymous memory (weights_copy_in, the default) */
 };
 
 /* model_load with options. */

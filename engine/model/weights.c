@@ -408,6 +408,52 @@ void weights_page_in(const struct model_weights *w, bool show_progress)
     (void)sink;
 }
 
+/* Puts anonymous memory holding the same bytes in place of [base, base + size) of a read-only
+ * file mapping, one chunk at a time (mremap onto the chunk's own addresses), so every tensor
+ * pointer into the mapping stays valid and at most one chunk exists twice. Returns the bytes
+ * replaced: size, or less when memory ran out (the rest stays mapped). */
+static size_t copy_over_mapping(unsigned char *base, size_t size, struct load_progress *pr, size_t *done)
+{
+    const size_t page = 4096, chunk = 64u << 20;
+    for (size_t off = 0; off < size; off += chunk) {
+        size_t len = off + chunk < size ? chunk : size - off, span = (len + page - 1) / page * page;
+        void *tmp = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (tmp == MAP_FAILED) return off;
+        madvise(tmp, span, MADV_HUGEPAGE);
+        prefault(base + off, len);
+        memcpy(tmp, base + off, len);
+        if (mprotect(tmp, span, PROT_READ) ||
+            mremap(tmp, span, span, MREMAP_MAYMOVE | MREMAP_FIXED, base + off) == MAP_FAILED) {
+            munmap(tmp, span);
+            return off;
+        }
+        *done += len;
+        progress_update(pr, *done);
+    }
+    return size;
+}
+
+int weights_copy_in(const struct model_weights *w, bool show_progress)
+{
+    size_t done = 0, kept = 0;
+    struct load_progress pr = progress_start("copying weights into memory", w->mapped_bytes, show_progress);
+    int n_gguf = w->gguf ? gguf_n_parts(w->gguf) : 0;
+    for (int i = 0; i < w->n_files + n_gguf; i++) {
+        const unsigned char *base;
+        size_t size;
+        mapping_of(w, i, &base, &size);
+        madvise((void *)base, size, MADV_SEQUENTIAL);
+        size_t copied = copy_over_mapping((unsigned char *)base, size, &pr, &done);
+        if (copied < size) {
+            prefault((void *)(base + copied), size - copied);
+            kept += size - copied;
+        }
+    }
+    progress_end(&pr);
+    if (kept) fprintf(stderr, "moeserve: out of memory copying the weights: %.2f GB stay served from the file mapping\n", kept / 1e9);
+    return kept ? -1 : 0;
+}
+
 int weights_load(const struct model_config *c, const char *dir, struct model_weights **out, struct ms_err *err)
 {
     *out = NULL;
