@@ -39,6 +39,7 @@ struct low_unpacked {
 INLINE int32_t low_sum(const struct low_unpacked *u, const struct q8_k_block *x, int32_t *corr)
 {
     __m256i s = _mm256_setzero_si256();
+    #pragma GCC unroll 8
     for (int p = 0; p < 8; p++) {
         __m256i prod = _mm256_maddubs_epi16(u->q[p], _mm256_loadu_si256((const __m256i *)(x->qs + 32 * p)));
         s = _mm256_add_epi32(s, _mm256_madd_epi16(prod, u->sc[p]));
@@ -53,6 +54,7 @@ INLINE void q2k_unpack(const struct q2_k_block *b, struct low_unpacked *u)
 {
     __m128i raw = _mm_loadu_si128((const __m128i *)b->scales), low4 = _mm_set1_epi8(0x0F);
     __m128i sc = _mm_and_si128(raw, low4), mn = _mm_and_si128(_mm_srli_epi16(raw, 4), low4);
+    #pragma GCC unroll 8
     for (int p = 0; p < 8; p++) {
         u->q[p] = low2_piece(b->qs, p);
         u->sc[p] = spread(sc, 2 * p, 2 * p + 1, 0);
@@ -94,6 +96,7 @@ INLINE void q3k_unpack(const struct q3_k_block *b, struct low_unpacked *u)
     __m128i sc = s8;
     __m256i h = _mm256_loadu_si256((const __m256i *)b->hmask);
     const __m256i one = _mm256_set1_epi8(1);
+    #pragma GCC unroll 8
     for (int p = 0; p < 8; p++) {
         __m256i hb = _mm256_and_si256(_mm256_srl_epi16(h, _mm_cvtsi32_si128(p)), one);
         u->q[p] = _mm256_or_si256(low2_piece(b->qs, p), _mm256_slli_epi16(hb, 2));

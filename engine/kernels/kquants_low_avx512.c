@@ -36,6 +36,7 @@ INLINE void spread_scales(__m256i s16, struct low_unpacked *u)
     const __m512i lane = _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13,
                                           12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
     __m512i grp = _mm512_srli_epi16(lane, 3);
+    #pragma GCC unroll 8
     for (int k = 0; k < 4; k++)
         u->sc[k] = _mm512_permutexvar_epi16(_mm512_add_epi16(grp, _mm512_set1_epi16((short)(4 * k))), s512);
 }
@@ -44,6 +45,7 @@ INLINE void spread_scales(__m256i s16, struct low_unpacked *u)
 INLINE int32_t low_sum(const struct low_unpacked *u, const struct q8_k_block *x, int32_t *corr)
 {
     __m512i s = _mm512_setzero_si512();
+    #pragma GCC unroll 8
     for (int k = 0; k < 4; k++) {
         __m512i p = _mm512_maddubs_epi16(u->q[k], _mm512_loadu_si512((const void *)(x->qs + 64 * k)));
         s = _mm512_dpwssd_epi32(s, p, u->sc[k]);
@@ -59,6 +61,7 @@ INLINE void q2k_unpack(const struct q2_k_block *b, struct low_unpacked *u)
     __m128i raw = _mm_loadu_si128((const __m128i *)b->scales), low4 = _mm_set1_epi8(0x0F);
     spread_scales(_mm256_cvtepu8_epi16(_mm_and_si128(raw, low4)), u);
     u->c16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), low4));
+    #pragma GCC unroll 8
     for (int k = 0; k < 4; k++) u->q[k] = low2_piece(b->qs, k);
     u->d = _cvtsh_ss(b->d);
     u->dmin = _cvtsh_ss(b->dmin);
@@ -97,6 +100,7 @@ INLINE void q3k_unpack(const struct q3_k_block *b, struct low_unpacked *u)
     spread_scales(u->c16, u);
     __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)b->hmask));
     const __m512i one = _mm512_set1_epi8(1);
+    #pragma GCC unroll 8
     for (int k = 0; k < 4; k++) { /* the high bit of value 32 p + m is bit p of hmask[m] */
         long long p = 2 * k;
         __m512i hb = _mm512_and_si512(_mm512_srlv_epi64(h, _mm512_set_epi64(p + 1, p + 1, p + 1, p + 1, p, p, p, p)), one);
