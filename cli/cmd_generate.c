@@ -38,6 +38,8 @@ static const char generate_help[] =
     "                         the vocabulary stored in the file)\n"
     "  --quantize TYPE        convert the weights at load: q8_0 (matmul weights), or a `moeserve\n"
     "                         quantize` scheme (q4_k_m, q6_k, ...: see quantize --help) (env MOESERVE_QUANTIZE)\n"
+    "  --load-mode MODE       copy (default: the weights read into memory of their own) or mmap\n"
+    "                         (served from the file mapping) (env MOESERVE_LOAD_MODE)\n"
     "  --prompt TEXT          raw prompt text (special tokens such as <|im_start|> are recognised);\n"
     "                         with --chat, the user message\n"
     "  --prompt-ids LIST      the prompt as comma-separated token ids\n"
@@ -55,7 +57,7 @@ static const char generate_help[] =
     "  --ids                  print token ids instead of text\n";
 
 struct gen_opts {
-    const char *model_dir, *prompt, *prompt_ids, *prompt_file, *quantize, *tokenizer_dir;
+    const char *model_dir, *prompt, *prompt_ids, *prompt_file, *quantize, *load_mode, *tokenizer_dir;
     cJSON *messages;
     bool chat, no_think, ids, ignore_eos, seed_given;
     long max_tokens, top_k, seed;
@@ -108,6 +110,7 @@ static int parse_flag_value(struct gen_opts *o, const char *a, const char *v)
     else if (!strcmp(a, "--prompt-ids")) o->prompt_ids = v;
     else if (!strcmp(a, "--prompt-file")) o->prompt_file = v;
     else if (!strcmp(a, "--quantize")) o->quantize = v;
+    else if (!strcmp(a, "--load-mode")) o->load_mode = v;
     else if (!strcmp(a, "--message")) return add_message(o, v);
     else if (!strcmp(a, "--max-tokens")) return cli_parse_int(a, v, 1, 1 << 24, &o->max_tokens);
     else if (!strcmp(a, "--temperature")) return cli_parse_double(a, v, 0, 100, &o->temperature);
@@ -467,7 +470,7 @@ int cmd_generate(int argc, char **argv)
     }
     int rc = 1;
     struct ms_err err = {{0}};
-    if (cli_load_model_quant(g.o.model_dir, g.o.quantize, NULL, &g.model)) goto out;
+    if (cli_load_model_quant(g.o.model_dir, g.o.quantize, g.o.load_mode, &g.model)) goto out;
     g.tok = cli_load_tokenizer(g.o.model_dir, g.o.tokenizer_dir, &err); /* optional: --prompt-ids with --ids needs none */
     if (!g.tok && (g.o.prompt || g.o.messages || !g.o.ids))
         fprintf(stderr, "moeserve: warning: no tokenizer (%s)\n", err.msg);

@@ -64,3 +64,11 @@ if(MS_NODE)
   set_tests_properties(gguf_llamacpp_w256_q5_k_m gguf_llamacpp_w256_iq4_xs gguf_llamacpp_w256_q3_k_m
                        gguf_llamacpp_w256_q2_k PROPERTIES TIMEOUT 240)
 endif()
+
+# --load-mode copy against mmap (the fixture model is several 64 MB copy chunks)
+if(MS_NODE)
+  add_test(NAME load_modes_copy_equals_mmap
+           COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/engine/load_modes.sh $<TARGET_FILE:moeserve>
+                   ${CMAKE_SOURCE_DIR}/tools/make_gguf.py ${MS_MODELS}/gguf-w256 ${CMAKE_BINARY_DIR}/load_modes)
+  set_tests_properties(load_modes_copy_equals_mmap PROPERTIES FIXTURES_REQUIRED model_gguf_w256 LABELS gguf TIMEOUT 300)
+endif()
