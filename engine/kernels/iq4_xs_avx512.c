@@ -4,6 +4,7 @@
  * each sub-block's scale, and the bsums remove the +128 exactly. The float step is kquants.h's,
  * so the bits are the portable kernel's. */
 #include "engine/kernels/iq4_xs.h"
+#include "engine/kernels/kq_rows16.h"
 #include "engine/kernels/kq_simd.h"
 
 #include <immintrin.h>
@@ -35,6 +36,7 @@ INLINE void iq4_unpack(const struct iq4_xs_block *b, struct iq4_unpacked *u)
     __m128i s8x16 = _mm_sub_epi16(_mm_or_si128(_mm_cvtepu8_epi16(lo), _mm_slli_epi16(hi, 4)), _mm_set1_epi16(32));
     u->s16 = _mm256_set_m128i(_mm_unpackhi_epi16(s8x16, s8x16), _mm_unpacklo_epi16(s8x16, s8x16));
     __m512i s32 = _mm512_castsi256_si512(_mm256_cvtepi16_epi32(s8x16));
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
         __m256i raw = _mm256_loadu_si256((const __m256i *)(b->qs + 32 * k));
         /* 128-bit lanes: sub-block 2k's bytes twice, then 2k + 1's twice; low then high nibbles */
@@ -48,21 +50,30 @@ INLINE void iq4_unpack(const struct iq4_xs_block *b, struct iq4_unpacked *u)
     u->d = _cvtsh_ss(b->d);
 }
 
-INLINE float iq4_step(const struct iq4_unpacked *u, const struct q8_k_block *x, float acc)
+/* the scaled sums of one super-block against x (values + 128), as 16 int32 partial sums */
+INLINE __m512i iq4_isum(const struct iq4_unpacked *u, const struct q8_k_block *x)
 {
     __m512i s = _mm512_setzero_si512();
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
         __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u->v[k], _mm512_loadu_si512((const void *)(x->qs + 64 * k)));
         s = _mm512_add_epi32(s, _mm512_mullo_epi32(p, u->sc[k]));
     }
+    return s;
+}
+
+INLINE float iq4_step(const struct iq4_unpacked *u, const struct q8_k_block *x, float acc)
+{
+    __m512i s = iq4_isum(u, x);
     __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), u->s16);
     return kq_q6_k_accum(acc, u->d, x->d, kq_hsum512(s) - 128 * kq_hsum256(off));
 }
 
-TARGET void fmt_iq4_xs_range_avx512(const struct kern_range *g)
+/* rows r0 .. g->r1 - 1, one at a time */
+static TARGET void iq4_rows_from(const struct kern_range *g, int r0)
 {
     int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
+    for (int r = r0; r < g->r1; r++) {
         const struct iq4_xs_block *w = (const struct iq4_xs_block *)(g->w + (size_t)r * g->w_stride);
         for (int t0 = g->t0; t0 < g->t1; t0 += TOK_BLOCK) {
             int nt = g->t1 - t0 < TOK_BLOCK ? g->t1 - t0 : TOK_BLOCK;
@@ -76,3 +87,34 @@ TARGET void fmt_iq4_xs_range_avx512(const struct kern_range *g)
         }
     }
 }
+
+/* rows r .. r + 15 (kq_rows16.h): the +128 offset comes off lane by lane, then kq_q6_k_accum's
+ * float step on 16 lanes */
+static TARGET void iq4_group(const struct kern_range *g, int r, int t0, int nt)
+{
+    int nb = g->in / QK_K;
+    struct rows16 c;
+    __m512 acc[ROWS16_TOKENS];
+    for (int t = 0; t < nt; t++) acc[t] = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) {
+        for (int i = 0; i < R16_ROWS; i++) {
+            const char *row = g->w + (size_t)(r + i) * g->w_stride;
+            prefetch_ahead(g, r + i, b, sizeof(struct iq4_xs_block), nb);
+            const struct iq4_xs_block *w = (const struct iq4_xs_block *)row + b;
+            struct iq4_unpacked u;
+            iq4_unpack(w, &u);
+            c.d[i] = w->d;
+            rows16_keep_pair(&c, i, u.s16);
+            for (int t = 0; t < nt; t++) c.s[t][i] = iq4_isum(&u, kq_act_row(g, t0 + t) + b);
+        }
+        __m512 d = f16x16(c.d);
+        for (int t = 0; t < nt; t++) {
+            const struct q8_k_block *x = kq_act_row(g, t0 + t) + b;
+            __m512i sumi = _mm512_sub_epi32(sum_rows16(c.s[t]), _mm512_slli_epi32(rows16_pair_sums(&c, x), 7));
+            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(sumi)));
+        }
+    }
+    rows16_store(g, r, t0, nt, acc);
+}
+
+TARGET void fmt_iq4_xs_range_avx512(const struct kern_range *g) { range_by_rows16(g, iq4_group, iq4_rows_from); }
