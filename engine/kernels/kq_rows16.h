@@ -12,7 +12,6 @@
 #include <stdint.h>
 
 #include "engine/kernels/kern_range.h"
-#include "engine/kernels/kquants.h"
 
 #define KQ_R16_TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define KQ_R16_INLINE static inline __attribute__((always_inline)) KQ_R16_TARGET
@@ -92,10 +91,10 @@ KQ_R16_INLINE void rows16_keep_pair(struct rows16 *c, int i, __m256i w16)
     _mm256_storeu_si256(&c->pair[i & 7][i >> 3], w16);
 }
 
-/* lane i: row i's bsums . pair weights for token x */
-KQ_R16_INLINE __m512i rows16_pair_sums(const struct rows16 *c, const struct q8_k_block *x)
+/* lane i: row i's pair weights . a token's 16 bsums (its Q8_K block's) */
+KQ_R16_INLINE __m512i rows16_pair_sums(const struct rows16 *c, const int16_t bsums[16])
 {
-    __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)x->bsums)), p[8];
+    __m512i bs = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)bsums)), p[8];
     #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) p[k] = _mm512_madd_epi16(bs, _mm512_loadu_si512((const void *)c->pair[k]));
     return sum_rows8x2(p);

@@ -237,7 +237,7 @@ INLINE void q4k_rows16(const struct kern_range *g, int r, int t0, int nt, int q5
         for (int t = 0; t < nt; t++) {
             const struct q8_k_block *x = kq_act_row(g, t0 + t) + b;
             __m512 xd = _mm512_set1_ps(x->d);
-            __m512 sumi = _mm512_cvtepi32_ps(sum_rows16(c.s[t])), summin = _mm512_cvtepi32_ps(rows16_pair_sums(&c, x));
+            __m512 sumi = _mm512_cvtepi32_ps(sum_rows16(c.s[t])), summin = _mm512_cvtepi32_ps(rows16_pair_sums(&c, x->bsums));
             /* kq_q4_k_accum, lane by lane */
             acc[t] = _mm512_sub_ps(_mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(d, xd), sumi)),
                                    _mm512_mul_ps(_mm512_mul_ps(dmin, xd), summin));
@@ -266,7 +266,7 @@ INLINE void q6k_rows16(const struct kern_range *g, int r, int t0, int nt)
         __m512 d = f16x16(c.d);
         for (int t = 0; t < nt; t++) {
             const struct q8_k_block *x = kq_act_row(g, t0 + t) + b;
-            __m512i sumi = _mm512_sub_epi32(sum_rows16(c.s[t]), _mm512_slli_epi32(rows16_pair_sums(&c, x), 5));
+            __m512i sumi = _mm512_sub_epi32(sum_rows16(c.s[t]), _mm512_slli_epi32(rows16_pair_sums(&c, x->bsums), 5));
             /* kq_q6_k_accum, lane by lane */
             acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(sumi)));
         }
