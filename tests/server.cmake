@@ -10,7 +10,7 @@ endforeach()
 
 set(MS_SERVER_TEST_ENV
     "MOESERVE_BIN=$<TARGET_FILE:moeserve>;MS_MODELS=${MS_MODELS};MS_SOURCE_DIR=${CMAKE_SOURCE_DIR};MS_PYTHON=${MS_PYTHON};NODE_PATH=${CMAKE_SOURCE_DIR}/node_modules")
-foreach(t api sdk stream_raw ops thinking_tools structured)
+foreach(t api sdk stream_raw ops thinking_tools structured expert_stats)
   add_test(NAME server_${t}
            COMMAND ${MS_NODE} --test --test-reporter=spec ${CMAKE_CURRENT_SOURCE_DIR}/server/${t}.test.mjs)
   set_tests_properties(server_${t} PROPERTIES ENVIRONMENT "${MS_SERVER_TEST_ENV}"
