@@ -16,6 +16,9 @@ foreach(t api sdk stream_raw ops thinking_tools structured expert_stats)
   set_tests_properties(server_${t} PROPERTIES ENVIRONMENT "${MS_SERVER_TEST_ENV}"
                        FIXTURES_REQUIRED model_tiny TIMEOUT 180 LABELS server)
 endforeach()
+# Expert load also on a mixed (sparse-step) and a dense model, made by tests/reference.cmake.
+set_tests_properties(server_expert_stats PROPERTIES
+                     FIXTURES_REQUIRED "model_tiny;ref_model_tiny-sparse-step;ref_model_tiny-dense")
 # Thinking, budgets and tools need the constructed pattern model (tests/pattern_model.cmake); the
 # test skips with a message when tools/make_pattern_model.py is absent.
 if(EXISTS ${CMAKE_SOURCE_DIR}/tools/make_pattern_model.py)
