@@ -123,6 +123,8 @@ static void stats_sub(struct engine_stats *st, const struct engine_stats *since)
     st->forward.forwards -= since->forward.forwards;
     st->forward.tokens -= since->forward.tokens;
     st->forward.weight_bytes -= since->forward.weight_bytes;
+    for (int b = 0; b < MODEL_DISTINCT_BUCKETS; b++) st->forward.distinct[b] -= since->forward.distinct[b];
+    st->forward.distinct_sum -= since->forward.distinct_sum;
     st->steps -= since->steps;
     st->generation_tokens -= since->generation_tokens;
     st->step_seconds -= since->step_seconds;
@@ -186,6 +188,15 @@ static void print_profiles(void)
     printf("| whole step |");
     for (int i = 0; i < n_profiles; i++)
         printf(" %.2f |", profiles[i].st.step_seconds * 1000 / (profiles[i].st.steps ? (double)profiles[i].st.steps : 1));
+    printf("\n");
+    /* the experts a sparse layer reads per step, which the weight bytes per step follow */
+    printf("| distinct experts per layer-step (mean) |");
+    for (int i = 0; i < n_profiles; i++) {
+        const struct model_profile *f = &profiles[i].st.forward;
+        uint64_t n = 0;
+        for (int b = 0; b < MODEL_DISTINCT_BUCKETS; b++) n += f->distinct[b];
+        printf(" %.1f |", n ? (double)f->distinct_sum / (double)n : 0);
+    }
     printf("\n");
 }
 

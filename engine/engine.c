@@ -47,6 +47,7 @@ struct engine {
     bool stopping;
     bool dead;                           /* the engine thread has exited: submissions are refused */
     struct engine_stats published;       /* snapshot for engine_get_stats */
+    uint64_t *published_sel;             /* [engine_expert_slots] the selection counts of `published`, or NULL */
     pthread_t thread;
     bool thread_started;
     atomic_uint_fast64_t next_id;        /* request ids, any thread */
@@ -243,7 +244,11 @@ static void publish_stats(struct engine *e)
     c->preemptions = sched_num_preemptions(e->sched);
     c->forward = *model_scratch_profile(e->scratch);
     c->last_step_at = ms_now();
+    const uint64_t *sel = model_scratch_expert_selections(e->scratch);
     pthread_mutex_lock(&e->lock);
+    /* the counts only move with a forward: an idle pass does not copy them */
+    if (sel && c->forward.forwards != e->published.forward.forwards)
+        memcpy(e->published_sel, sel, engine_expert_slots(e) * sizeof *sel);
     e->published = *c;
     pthread_mutex_unlock(&e->lock);
 }
@@ -385,6 +390,8 @@ static int alloc_buffers(struct engine *e, struct ms_err *err)
     e->b_logit_seq = ms_calloc(S, sizeof(int32_t));
     e->b_tables = ms_calloc(S, sizeof(*e->b_tables));
     e->gram_bits = ms_calloc(((size_t)e->model->cfg.vocab_size + 31) / 32, sizeof(uint32_t));
+    if (engine_expert_slots(e) && !(e->published_sel = ms_calloc(engine_expert_slots(e), sizeof(uint64_t))))
+        return ms_err_set(err, MS_ERR_NOMEM, "out of memory for the engine's expert statistics");
     if (!e->gram_bits || !e->logits || !e->b_tokens || !e->b_pos || !e->b_slots || !e->b_seq || !e->b_logit_rows ||
         !e->b_logit_seq || !e->b_tables)
         return ms_err_set(err, MS_ERR_NOMEM, "out of memory for the engine's batch buffers");
@@ -416,6 +423,10 @@ struct engine *engine_create(const struct model *m, const struct engine_config *
         !(e->sampler = sampler_create(mc->vocab_size, err)) || alloc_buffers(e, err))
         goto fail;
     e->counters.alive = true;
+    if (mc->num_experts) {
+        e->counters.moe_layers = mc->num_layers;
+        e->counters.moe_experts = mc->num_experts;
+    }
     publish_stats(e);
     if (cfg->manual_step) return e;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
@@ -466,6 +477,7 @@ void engine_destroy(struct engine *e)
     free(e->b_logit_seq);
     free(e->b_tables);
     free(e->gram_bits);
+    free(e->published_sel);
     free(e->inbox);
     free(e->aborts);
     pthread_mutex_destroy(&e->lock);
@@ -600,7 +612,19 @@ void engine_abort(struct engine *e, uint64_t id)
 
 void engine_get_stats(struct engine *e, struct engine_stats *out)
 {
+    engine_get_stats_experts(e, out, NULL);
+}
+
+size_t engine_expert_slots(const struct engine *e)
+{
+    const struct model_config *c = &e->model->cfg;
+    return (size_t)c->num_layers * (size_t)c->num_experts;
+}
+
+void engine_get_stats_experts(struct engine *e, struct engine_stats *out, uint64_t *selections)
+{
     pthread_mutex_lock(&e->lock);
     *out = e->published;
+    if (selections && e->published_sel) memcpy(selections, e->published_sel, engine_expert_slots(e) * sizeof *selections);
     pthread_mutex_unlock(&e->lock);
 }

@@ -5,7 +5,7 @@
  * first, then prefill chunks, then admissions, within the token budget), runs one batched
  * forward over all scheduled tokens, samples, and pushes events to each request's stream.
  *
- * Threads: engine_submit, engine_abort and engine_get_stats are safe from any thread.
+ * Threads: engine_submit, engine_abort and engine_get_stats(_experts) are safe from any thread.
  * engine_create and engine_destroy belong to the thread that owns the engine. */
 #ifndef MS_ENGINE_ENGINE_H
 #define MS_ENGINE_ENGINE_H
@@ -78,6 +78,7 @@ struct engine_stats {
     uint64_t preemptions, prompt_tokens, generation_tokens, steps;
     uint64_t finished[FINISH_ERROR + 1]; /* by finish_reason */
     struct model_profile forward; /* where the forwards' time went (model_scratch_profile) */
+    int moe_layers, moe_experts;  /* shape of the selection counts (engine_get_stats_experts); 0: dense */
     double sample_seconds;        /* picking and streaming each step's tokens */
     double step_seconds;          /* whole steps: scheduling, forward, sampling */
     double last_step_at;  /* ms_now() of the engine loop's last pass (liveness) */
@@ -85,6 +86,16 @@ struct engine_stats {
 };
 
 void engine_get_stats(struct engine *e, struct engine_stats *out);
+
+/* How many expert selection counts the model has: num_layers x num_experts (0: a dense model).
+ * Any thread (the model's config never changes). */
+size_t engine_expert_slots(const struct engine *e);
+
+/* engine_get_stats, and the per (layer, expert) selection counts of the same snapshot (layout:
+ * model_scratch_expert_selections) copied into `selections`, which the caller owns and sizes to
+ * engine_expert_slots(e) values; NULL, or a dense model: nothing is copied. The engine keeps its
+ * own published copy (allocated at engine_create), so this never allocates. */
+void engine_get_stats_experts(struct engine *e, struct engine_stats *out, uint64_t *selections);
 
 const struct engine_config *engine_get_config(const struct engine *e);
 

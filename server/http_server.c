@@ -1142,9 +1142,16 @@ static enum MHD_Result handle_metrics(struct MHD_Connection *c, struct conn *k)
 {
     struct http_server *s = k->srv;
     struct engine_stats st = {0};
-    if (atomic_load(&s->ready)) engine_get_stats(s->engine, &st);
+    uint64_t *sel = NULL; /* the expert selection counts, one copy per scrape */
+    bool ready = atomic_load(&s->ready);
+    size_t slots = ready ? engine_expert_slots(s->engine) : 0;
+    if (slots && !(sel = malloc(slots * sizeof *sel)))
+        return respond(c, k, 500, "text/plain", strdup("out of memory\n"), NULL);
+    if (ready) engine_get_stats_experts(s->engine, &st, sel);
     struct sbuf out = {0};
-    if (metrics_render(s->metrics, &st, &out)) {
+    int rc = metrics_render(s->metrics, &st, sel, &out);
+    free(sel);
+    if (rc) {
         sbuf_free(&out);
         return respond(c, k, 500, "text/plain", strdup("out of memory\n"), NULL);
     }

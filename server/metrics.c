@@ -118,7 +118,37 @@ static void metric_value(struct sbuf *o, const struct metrics *m, const char *na
     sbuf_printf(o, "moeserve:%s{model_name=\"%s\"} %.17g\n", name, m->model, v);
 }
 
-int metrics_render(struct metrics *m, const struct engine_stats *st, struct sbuf *o)
+/* Expert load: one counter per (layer, expert), so the series number num_layers x num_experts
+ * (6,144 for Qwen3-30B-A3B), fixed by the model; and the distinct experts each sparse layer read
+ * per step, a histogram with the model-independent buckets of model_profile.distinct. */
+static void render_expert_load(struct sbuf *o, const struct metrics *m, const struct engine_stats *st,
+                               const uint64_t *sel)
+{
+    metric_head(o, "moe_expert_selections_total", "counter",
+                "Tokens routed to each expert, per layer (each token picks num_experts_per_tok experts a layer).");
+    for (int l = 0; l < st->moe_layers; l++)
+        for (int e = 0; e < st->moe_experts; e++)
+            sbuf_printf(o, "moeserve:moe_expert_selections_total{layer=\"%d\",expert=\"%d\",model_name=\"%s\"} %llu\n",
+                        l, e, m->model, (unsigned long long)sel[(size_t)l * st->moe_experts + e]);
+    const char *name = "moe_distinct_experts_per_layer_step";
+    metric_head(o, name, "histogram",
+                "Distinct experts one sparse layer read in one engine step (one observation per step and layer).");
+    uint64_t cum = 0;
+    for (int i = 0; i < MODEL_DISTINCT_BUCKETS; i++) {
+        cum += st->forward.distinct[i];
+        if (i < MODEL_DISTINCT_BUCKETS - 1)
+            sbuf_printf(o, "moeserve:%s_bucket{le=\"%d\",model_name=\"%s\"} %llu\n", name, 1 << i, m->model,
+                        (unsigned long long)cum);
+        else
+            sbuf_printf(o, "moeserve:%s_bucket{le=\"+Inf\",model_name=\"%s\"} %llu\n", name, m->model,
+                        (unsigned long long)cum);
+    }
+    sbuf_printf(o, "moeserve:%s_sum{model_name=\"%s\"} %llu\n", name, m->model,
+                (unsigned long long)st->forward.distinct_sum);
+    sbuf_printf(o, "moeserve:%s_count{model_name=\"%s\"} %llu\n", name, m->model, (unsigned long long)cum);
+}
+
+int metrics_render(struct metrics *m, const struct engine_stats *st, const uint64_t *selections, struct sbuf *o)
 {
     double kv = st->kv_blocks_total ? (double)st->kv_blocks_used / st->kv_blocks_total : 0;
     metric_value(o, m, "num_requests_running", "gauge", "Number of requests in model execution batches.", st->running);
@@ -147,6 +177,7 @@ int metrics_render(struct metrics *m, const struct engine_stats *st, struct sbuf
     for (int p = 0; p < MODEL_PHASE_COUNT; p++)
         sbuf_printf(o, "moeserve:forward_phase_seconds_total{phase=\"%s\",model_name=\"%s\"} %.9g\n",
                     model_phase_name((enum model_phase)p), m->model, st->forward.seconds[p]);
+    if (st->moe_experts > 0 && selections) render_expert_load(o, m, st, selections);
 
     pthread_mutex_lock(&m->lock);
     metric_head(o, "request_success_total", "counter", "Count of successfully processed requests.");

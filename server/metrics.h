@@ -36,7 +36,10 @@ void metrics_count_disconnect(struct metrics *m);   /* a client went away mid-re
 void metrics_count_rejected(struct metrics *m);     /* 429: the waiting queue was full */
 void metrics_count_http(struct metrics *m, int status);
 
-/* Appends the Prometheus text exposition (format 0.0.4) to out. */
-int metrics_render(struct metrics *m, const struct engine_stats *st, struct sbuf *out);
+/* Appends the Prometheus text exposition (format 0.0.4) to out. `selections` holds
+ * st->moe_layers x st->moe_experts expert selection counts (engine_get_stats_experts); the
+ * expert-load series are written only for a MoE model (st->moe_experts > 0) and selections
+ * not NULL. */
+int metrics_render(struct metrics *m, const struct engine_stats *st, const uint64_t *selections, struct sbuf *out);
 
 #endif

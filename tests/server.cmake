@@ -10,12 +10,15 @@ endforeach()
 
 set(MS_SERVER_TEST_ENV
     "MOESERVE_BIN=$<TARGET_FILE:moeserve>;MS_MODELS=${MS_MODELS};MS_SOURCE_DIR=${CMAKE_SOURCE_DIR};MS_PYTHON=${MS_PYTHON};NODE_PATH=${CMAKE_SOURCE_DIR}/node_modules")
-foreach(t api sdk stream_raw ops thinking_tools structured)
+foreach(t api sdk stream_raw ops thinking_tools structured expert_stats)
   add_test(NAME server_${t}
            COMMAND ${MS_NODE} --test --test-reporter=spec ${CMAKE_CURRENT_SOURCE_DIR}/server/${t}.test.mjs)
   set_tests_properties(server_${t} PROPERTIES ENVIRONMENT "${MS_SERVER_TEST_ENV}"
                        FIXTURES_REQUIRED model_tiny TIMEOUT 180 LABELS server)
 endforeach()
+# Expert load also on a mixed (sparse-step) and a dense model, made by tests/reference.cmake.
+set_tests_properties(server_expert_stats PROPERTIES
+                     FIXTURES_REQUIRED "model_tiny;ref_model_tiny-sparse-step;ref_model_tiny-dense")
 # Thinking, budgets and tools need the constructed pattern model (tests/pattern_model.cmake); the
 # test skips with a message when tools/make_pattern_model.py is absent.
 if(EXISTS ${CMAKE_SOURCE_DIR}/tools/make_pattern_model.py)

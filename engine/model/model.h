@@ -97,16 +97,31 @@ enum model_phase {
     MODEL_PHASE_COUNT
 };
 
+/* Buckets of the distinct-experts histogram: upper bounds 1, 2, 4, ... 128, then one for more
+ * (models with more experts). Fixed, so the /metrics series stay the same for every model. */
+#define MODEL_DISTINCT_BUCKETS 9
+
 struct model_profile {
     double seconds[MODEL_PHASE_COUNT];
     uint64_t forwards, tokens, logit_rows;
     uint64_t weight_bytes; /* of the weights the matmuls read (each active expert once a forward) */
+    /* Per (forward, sparse layer): how many distinct experts the batch's tokens chose, i.e. how
+     * many experts' weights that layer read. distinct[i] counts the layer-forwards whose number
+     * was in (2^(i-1), 2^i] (the last bucket: above 128); distinct_sum adds the numbers. Their
+     * count is forwards x sparse layers. Dense models leave them 0. */
+    uint64_t distinct[MODEL_DISTINCT_BUCKETS];
+    uint64_t distinct_sum;
 };
 
 const char *model_phase_name(enum model_phase phase);
 
 /* The running totals of forwards through s; the scratch's user reads them between forwards. */
 const struct model_profile *model_scratch_profile(const struct model_scratch *s);
+
+/* How often each expert was chosen, over every forward through s: [num_layers * num_experts]
+ * (layer-major; a token choosing expert e in layer l adds 1 to [l * num_experts + e]; dense
+ * layers stay 0). NULL for a dense model. Read between forwards, like the profile. */
+const uint64_t *model_scratch_expert_selections(const struct model_scratch *s);
 
 /* Scratch for forwards of up to max_tokens tokens and max_logits logit rows; no allocation
  * happens after this. NULL on failure (err set). */

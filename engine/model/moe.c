@@ -93,6 +93,23 @@ static struct act_input group_inputs(const struct model *m, struct model_scratch
     return in;
 }
 
+/* The expert-load statistics of layer l (/metrics): s->expert_count holds this forward's
+ * (token, expert) pairs per expert. Adds them to the layer's selection counts and files the
+ * number of distinct experts (the experts whose weights this layer reads) in its bucket. */
+static void count_load(const struct model_config *c, struct model_scratch *s, int l)
+{
+    int E = c->num_experts, distinct = 0;
+    uint64_t *sel = s->selections + (size_t)l * E;
+    for (int e = 0; e < E; e++) {
+        sel[e] += (uint64_t)s->expert_count[e];
+        distinct += s->expert_count[e] > 0;
+    }
+    int b = 0; /* bucket b holds (2^(b-1), 2^b]; the last one everything above */
+    while (b < MODEL_DISTINCT_BUCKETS - 1 && distinct > (1 << b)) b++;
+    s->prof.distinct[b]++;
+    s->prof.distinct_sum += (uint64_t)distinct;
+}
+
 /* Sparse MoE: route, group the (token, expert) pairs by expert with a counting sort, run each
  * expert that received tokens once over all of them, then add the weighted outputs back. */
 void moe_block(const struct model *m, struct model_scratch *s, struct threadpool *tp, int l, int n)
@@ -102,6 +119,7 @@ void moe_block(const struct model *m, struct model_scratch *s, struct threadpool
     route(m, s, tp, l, n);
     memset(s->expert_count, 0, (size_t)(E + 1) * sizeof(int));
     for (int i = 0; i < n * K; i++) s->expert_count[s->topk_expert[i]]++;
+    count_load(c, s, l);
     s->expert_offset[0] = 0;
     for (int e = 0; e < E; e++) s->expert_offset[e + 1] = s->expert_offset[e] + s->expert_count[e];
     memset(s->expert_count, 0, (size_t)(E + 1) * sizeof(int)); /* reused as fill cursors */

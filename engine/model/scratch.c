@@ -19,6 +19,11 @@ const struct model_profile *model_scratch_profile(const struct model_scratch *s)
     return &s->prof;
 }
 
+const uint64_t *model_scratch_expert_selections(const struct model_scratch *s)
+{
+    return s->selections;
+}
+
 /* Charges the time since the last mark to `phase`. */
 void fwd_prof_end(struct model_scratch *s, enum model_phase phase)
 {
@@ -86,7 +91,7 @@ void model_scratch_destroy(struct model_scratch *s)
     void *bufs[] = {s->x, s->xn, s->tmp, s->q, s->k, s->v, s->attn, s->cos_t, s->sin_t, s->router,
                     s->topk_expert, s->topk_weight, s->expert_count, s->expert_offset, s->slot_of,
                     s->grouped_x, s->gate, s->up, s->grouped_out, s->act, s->act_tok, s->mm, s->active,
-                    s->active_off, s->active_n};
+                    s->active_off, s->active_n, s->selections};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s);
 }
@@ -119,6 +124,8 @@ struct model_scratch *model_scratch_create(const struct model *m, int max_tokens
         !(s->active = ms_calloc(E, sizeof *s->active)) || !(s->active_off = ms_calloc(E, sizeof(int))) ||
         !(s->active_n = ms_calloc(E, sizeof(int))))
         goto nomem;
+    /* the selection counts live as long as the scratch: counting a step allocates nothing */
+    if (c->num_experts && !(s->selections = ms_calloc((size_t)c->num_layers * E, sizeof(uint64_t)))) goto nomem;
     size_t widest = h > qd ? h : qd;
     widest = widest > inter ? widest : inter;
     size_t act = act_bytes(m, rows, widest), act_tok = expert_act_bytes(m, T);

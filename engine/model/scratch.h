@@ -32,6 +32,7 @@ struct model_scratch {
     const struct expert_weights **active; /* [experts] the experts with tokens in this layer */
     int *active_off, *active_n;           /* [experts] their first grouped row and row count */
     struct model_profile prof;
+    uint64_t *selections;  /* [layers * experts] or NULL (dense): model_scratch_expert_selections */
     double prof_mark;      /* when the phase now running began */
 };
 

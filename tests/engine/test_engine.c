@@ -275,6 +275,49 @@ static void test_multi_turn_prefix_cache(void)
     engine_destroy(e);
 }
 
+/* Expert-load statistics (engine_get_stats_experts) after batched, chunked requests: each
+ * forwarded token (prompt minus cache hits, plus every output token but the last) picks
+ * num_experts_per_tok experts in every sparse layer, and each step adds one distinct-experts
+ * observation per sparse layer, between K and num_experts experts. */
+static void test_expert_stats(void)
+{
+    struct engine *e = make_engine(4, 32, 0); /* 32-token budget: the longer prompts are chunked */
+    if (!e) return;
+    const struct model_config *c = &M->cfg;
+    int K = c->num_experts_per_tok, E = c->num_experts, L = c->num_layers, sparse = 0;
+    for (int l = 0; l < L; l++) sparse += M->weights->layers[l].sparse;
+    struct job jobs[4];
+    const int lens[4][3] = {{10, 6, 0}, {40, 3, 0}, {70, 8, 2}, {5, 1, 3}}; /* prompt, max tokens, arrival */
+    for (int i = 0; i < 4; i++) {
+        job_init(&jobs[i], lens[i][0], lens[i][1]);
+        jobs[i].arrival_step = lens[i][2];
+    }
+    run(e, jobs, 4);
+    uint64_t forwarded = 0;
+    for (int i = 0; i < 4; i++) forwarded += (uint64_t)(jobs[i].n_prompt - jobs[i].final.cached_tokens + jobs[i].n_out - 1);
+    test_cond("expert slots = layers x experts", engine_expert_slots(e) == (size_t)L * (size_t)E);
+    uint64_t *sel = calloc(engine_expert_slots(e), sizeof *sel);
+    struct engine_stats st;
+    engine_get_stats_experts(e, &st, sel);
+    test_cond("no preemption (each token forwarded once)", st.preemptions == 0);
+    test_cond("shape published", st.moe_layers == L && st.moe_experts == E);
+    bool layers_ok = true;
+    for (int l = 0; l < L; l++) {
+        uint64_t sum = 0;
+        for (int x = 0; x < E; x++) sum += sel[(size_t)l * E + x];
+        layers_ok &= sum == (M->weights->layers[l].sparse ? forwarded * (uint64_t)K : 0);
+    }
+    test_cond("each layer's selections = forwarded tokens x K", layers_ok);
+    uint64_t count = 0;
+    for (int b = 0; b < MODEL_DISTINCT_BUCKETS; b++) count += st.forward.distinct[b];
+    test_cond("one distinct observation per step and sparse layer", count == st.steps * (uint64_t)sparse);
+    test_cond("distinct experts within [K, E] a layer-step",
+              st.forward.distinct_sum >= count * (uint64_t)K && st.forward.distinct_sum <= count * (uint64_t)E);
+    free(sel);
+    release(jobs, 4);
+    engine_destroy(e);
+}
+
 /* The grouped MoE (many tokens per expert in one batch) against one token per forward. */
 static void test_grouped_equals_per_token(void)
 {
@@ -328,6 +371,7 @@ int main(void)
     test_mixed_batches();
     test_aborts_and_rejections();
     test_multi_turn_prefix_cache();
+    test_expert_stats();
     model_free(M);
     /* Q8_0 weights (quantized at load) take other kernels (int8 dots; AMX tiles where the CPU
      * has them): the same batch invariance in the forward and in the engine */

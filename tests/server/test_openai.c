@@ -132,7 +132,8 @@ static void test_metrics(void)
     metrics_count_disconnect(m);
     struct engine_stats st = {.running = 2, .kv_blocks_total = 8, .kv_blocks_used = 2, .prompt_tokens = 11};
     struct sbuf out = {0};
-    test_cond("render", metrics_render(m, &st, &out) == 0);
+    test_cond("render", metrics_render(m, &st, NULL, &out) == 0);
+    test_cond("dense: no expert series", strstr(out.s, "moeserve:moe_") == NULL);
     test_cond("gauge", strstr(out.s, "moeserve:num_requests_running{model_name=\"tiny\"} 2\n") != NULL);
     test_cond("kv usage fraction", strstr(out.s, "moeserve:kv_cache_usage_perc{model_name=\"tiny\"} 0.25\n") != NULL);
     test_cond("finish counter", strstr(out.s, "moeserve:request_success_total{finished_reason=\"length\",model_name=\"tiny\"} 1\n") != NULL);
@@ -144,10 +145,37 @@ static void test_metrics(void)
     metrics_destroy(m);
 }
 
+/* The expert-load series of a 2-layer, 3-expert model: one counter per (layer, expert) from the
+ * layer-major counts, and the distinct-experts histogram cumulated over its fixed buckets. */
+static void test_metrics_experts(void)
+{
+    struct metrics *m = metrics_create("tiny");
+    struct engine_stats st = {.moe_layers = 2, .moe_experts = 3};
+    st.forward.distinct[0] = 1; /* one layer-step read 1 expert */
+    st.forward.distinct[2] = 3; /* three read 3 or 4 */
+    st.forward.distinct_sum = 1 + 3 + 3 + 4;
+    const uint64_t sel[6] = {5, 0, 1, 2, 3, 7};
+    struct sbuf out = {0};
+    test_cond("render experts", metrics_render(m, &st, sel, &out) == 0);
+    test_cond("layer 1 expert 2", strstr(out.s, "moeserve:moe_expert_selections_total{layer=\"1\",expert=\"2\",model_name=\"tiny\"} 7\n") != NULL);
+    test_cond("layer 0 expert 1", strstr(out.s, "moeserve:moe_expert_selections_total{layer=\"0\",expert=\"1\",model_name=\"tiny\"} 0\n") != NULL);
+    test_cond("no layer 2", strstr(out.s, "layer=\"2\"") == NULL);
+    test_cond("no expert 3", strstr(out.s, "expert=\"3\"") == NULL);
+    test_cond("le 2 cumulates", strstr(out.s, "moeserve:moe_distinct_experts_per_layer_step_bucket{le=\"2\",model_name=\"tiny\"} 1\n") != NULL);
+    test_cond("le 4 cumulates", strstr(out.s, "moeserve:moe_distinct_experts_per_layer_step_bucket{le=\"4\",model_name=\"tiny\"} 4\n") != NULL);
+    test_cond("le 128", strstr(out.s, "moeserve:moe_distinct_experts_per_layer_step_bucket{le=\"128\",model_name=\"tiny\"} 4\n") != NULL);
+    test_cond("+Inf", strstr(out.s, "moeserve:moe_distinct_experts_per_layer_step_bucket{le=\"+Inf\",model_name=\"tiny\"} 4\n") != NULL);
+    test_cond("sum", strstr(out.s, "moeserve:moe_distinct_experts_per_layer_step_sum{model_name=\"tiny\"} 11\n") != NULL);
+    test_cond("count", strstr(out.s, "moeserve:moe_distinct_experts_per_layer_step_count{model_name=\"tiny\"} 4\n") != NULL);
+    sbuf_free(&out);
+    metrics_destroy(m);
+}
+
 int main(void)
 {
     test_requests();
     test_responses();
     test_metrics();
+    test_metrics_experts();
     test_report();
 }
