@@ -113,8 +113,9 @@ void fmt_iq4_xs_quantize_row(const float *x, void *blocks, int64_t n)
     for (int64_t i = 0; i < n / QK_K; i++) iq4_xs_quantize_block(x + i * QK_K, b + i);
 }
 
-static float iq4_xs_dot(const struct iq4_xs_block *w, const struct q8_k_block *x, int nb)
+static float iq4_xs_dot(const void *row, const struct q8_k_block *x, int nb)
 {
+    const struct iq4_xs_block *w = row;
     float acc = 0;
     for (int b = 0; b < nb; b++) {
         int32_t sumi = 0;
@@ -130,14 +131,4 @@ static float iq4_xs_dot(const struct iq4_xs_block *w, const struct q8_k_block *x
     return acc;
 }
 
-void fmt_iq4_xs_range_portable(const struct kern_range *g)
-{
-    int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
-        const struct iq4_xs_block *w = (const struct iq4_xs_block *)(g->w + (size_t)r * g->w_stride);
-        for (int t = g->t0; t < g->t1; t++) {
-            const struct q8_k_block *x = (const struct q8_k_block *)((const char *)g->xa + (size_t)t * g->xa_stride);
-            g->y[(size_t)t * g->ldy + r] = iq4_xs_dot(w, x, nb);
-        }
-    }
-}
+void fmt_iq4_xs_range_portable(const struct kern_range *g) { kq_range_portable(g, iq4_xs_dot); }

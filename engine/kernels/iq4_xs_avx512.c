@@ -110,8 +110,7 @@ static TARGET void iq4_group(const struct kern_range *g, int r, int t0, int nt)
         __m512 d = f16x16(c.d);
         for (int t = 0; t < nt; t++) {
             const struct q8_k_block *x = kq_act_row(g, t0 + t) + b;
-            __m512i sumi = _mm512_sub_epi32(sum_rows16(c.s[t]), _mm512_slli_epi32(rows16_pair_sums(&c, x->bsums), 7));
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(sumi)));
+            acc[t] = rows16_offset_accum(acc[t], &c, t, d, x->d, x->bsums, 7); /* the +128 offset */
         }
     }
     rows16_store(g, r, t0, nt, acc);

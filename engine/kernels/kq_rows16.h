@@ -100,6 +100,16 @@ KQ_R16_INLINE __m512i rows16_pair_sums(const struct rows16 *c, const int16_t bsu
     return sum_rows8x2(p);
 }
 
+/* kq_q6_k_accum on 16 lanes for the formats whose quants carry an offset of 2^shift that the
+ * token's bsums take back off (Q6_K: 32, IQ4_XS's unsigned codebook: 128):
+ * acc + (d * xd) * (sum - 2^shift * pair sums), lane i row i */
+KQ_R16_INLINE __m512 rows16_offset_accum(__m512 acc, const struct rows16 *c, int t, __m512 d, float xd,
+                                         const int16_t bsums[16], int shift)
+{
+    __m512i sumi = _mm512_sub_epi32(sum_rows16(c->s[t]), _mm512_sll_epi32(rows16_pair_sums(c, bsums), _mm_cvtsi32_si128(shift)));
+    return _mm512_add_ps(acc, _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(xd)), _mm512_cvtepi32_ps(sumi)));
+}
+
 KQ_R16_INLINE void rows16_store(const struct kern_range *g, int r, int t0, int nt, const __m512 *acc)
 {
     for (int t = 0; t < nt; t++) _mm512_storeu_ps(g->y + (size_t)(t0 + t) * g->ldy + r, acc[t]);

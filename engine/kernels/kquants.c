@@ -277,8 +277,9 @@ void fmt_q8_k_dequant_row(const struct q8_k_block *b, float *out, int n)
 
 /* ---- portable kernels: exact integer sums per super-block, then the shared float step ---- */
 
-static float q4_k_dot(const struct q4_k_block *w, const struct q8_k_block *x, int nb)
+static float q4_k_dot(const void *row, const struct q8_k_block *x, int nb)
 {
+    const struct q4_k_block *w = row;
     float acc = 0;
     for (int b = 0; b < nb; b++) {
         uint8_t sm[16];
@@ -300,8 +301,9 @@ static float q4_k_dot(const struct q4_k_block *w, const struct q8_k_block *x, in
     return acc;
 }
 
-static float q5_k_dot(const struct q5_k_block *w, const struct q8_k_block *x, int nb)
+static float q5_k_dot(const void *row, const struct q8_k_block *x, int nb)
 {
+    const struct q5_k_block *w = row;
     float acc = 0;
     for (int b = 0; b < nb; b++) {
         uint8_t sm[16];
@@ -323,8 +325,9 @@ static float q5_k_dot(const struct q5_k_block *w, const struct q8_k_block *x, in
     return acc;
 }
 
-static float q6_k_dot(const struct q6_k_block *w, const struct q8_k_block *x, int nb)
+static float q6_k_dot(const void *row, const struct q8_k_block *x, int nb)
 {
+    const struct q6_k_block *w = row;
     float acc = 0;
     for (int b = 0; b < nb; b++) {
         int32_t sumi = 0;
@@ -338,38 +341,18 @@ static float q6_k_dot(const struct q6_k_block *w, const struct q8_k_block *x, in
     return acc;
 }
 
-void fmt_q4_k_range_portable(const struct kern_range *g)
+void kq_range_portable(const struct kern_range *g, kq_row_dot_fn dot)
 {
     int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
-        const struct q4_k_block *w = (const struct q4_k_block *)(g->w + (size_t)r * g->w_stride);
+    for (int r = g->r0; r < g->r1; r++)
         for (int t = g->t0; t < g->t1; t++) {
             const struct q8_k_block *x = (const struct q8_k_block *)((const char *)g->xa + (size_t)t * g->xa_stride);
-            g->y[(size_t)t * g->ldy + r] = q4_k_dot(w, x, nb);
+            g->y[(size_t)t * g->ldy + r] = dot(g->w + (size_t)r * g->w_stride, x, nb);
         }
-    }
 }
 
-void fmt_q6_k_range_portable(const struct kern_range *g)
-{
-    int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
-        const struct q6_k_block *w = (const struct q6_k_block *)(g->w + (size_t)r * g->w_stride);
-        for (int t = g->t0; t < g->t1; t++) {
-            const struct q8_k_block *x = (const struct q8_k_block *)((const char *)g->xa + (size_t)t * g->xa_stride);
-            g->y[(size_t)t * g->ldy + r] = q6_k_dot(w, x, nb);
-        }
-    }
-}
+void fmt_q4_k_range_portable(const struct kern_range *g) { kq_range_portable(g, q4_k_dot); }
 
-void fmt_q5_k_range_portable(const struct kern_range *g)
-{
-    int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
-        const struct q5_k_block *w = (const struct q5_k_block *)(g->w + (size_t)r * g->w_stride);
-        for (int t = g->t0; t < g->t1; t++) {
-            const struct q8_k_block *x = (const struct q8_k_block *)((const char *)g->xa + (size_t)t * g->xa_stride);
-            g->y[(size_t)t * g->ldy + r] = q5_k_dot(w, x, nb);
-        }
-    }
-}
+void fmt_q6_k_range_portable(const struct kern_range *g) { kq_range_portable(g, q6_k_dot); }
+
+void fmt_q5_k_range_portable(const struct kern_range *g) { kq_range_portable(g, q5_k_dot); }

@@ -111,6 +111,11 @@ void fmt_q8_k_quantize_act(const float *x, struct q8_k_block *out, int n);
 /* Q8_K back to float (tests, reference dots). */
 void fmt_q8_k_dequant_row(const struct q8_k_block *b, float *out, int n);
 
+/* The portable kernels of the Q8_K-activation formats share one loop: every (row, token) of g
+ * through the format's dot product of one weight row (nb super-blocks) with one token's row. */
+typedef float (*kq_row_dot_fn)(const void *row, const struct q8_k_block *x, int nb);
+void kq_range_portable(const struct kern_range *g, kq_row_dot_fn dot);
+
 /* Matmul kernels (kern_range.h) reading KERN_ACT_Q8_K activations. */
 void fmt_q4_k_range_portable(const struct kern_range *r);
 void fmt_q4_k_range_avx2(const struct kern_range *r);

@@ -65,21 +65,22 @@ INLINE void q4k_unpack(const struct q4_k_block *b, struct q4k_unpacked *u)
     q4k_unpack_scales(b->scales, b->d, b->dmin, u);
 }
 
-/* the scaled quant sums of one super-block against x, as 16 int32 partial sums */
-INLINE __m512i q4k_isum(const struct q4k_unpacked *u, const struct q8_k_block *x)
+/* The scaled quant sums of one super-block against x, as 16 int32 partial sums: q[c] holds
+ * values 64c .. 64c + 63 unsigned, sc[c] their scales as int16 pairs (Q4_K, Q5_K and Q6_K alike). */
+INLINE __m512i scaled_isum(const __m512i q[4], const __m512i sc[4], const struct q8_k_block *x)
 {
     __m512i s = _mm512_setzero_si512();
     #pragma GCC unroll 8
     for (int c = 0; c < 4; c++) {
-        __m512i p = _mm512_maddubs_epi16(u->q[c], _mm512_loadu_si512((const void *)(x->qs + 64 * c)));
-        s = _mm512_dpwssd_epi32(s, p, u->sc[c]);
+        __m512i p = _mm512_maddubs_epi16(q[c], _mm512_loadu_si512((const void *)(x->qs + 64 * c)));
+        s = _mm512_dpwssd_epi32(s, p, sc[c]);
     }
     return s;
 }
 
 INLINE float q4k_step(const struct q4k_unpacked *u, const struct q8_k_block *x, float acc)
 {
-    __m512i s = q4k_isum(u, x);
+    __m512i s = scaled_isum(u->q, u->sc, x);
     __m256i mn = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), u->m16);
     return kq_q4_k_accum(acc, u->d, u->dmin, x->d, kq_hsum512(s), kq_hsum256(mn));
 }
@@ -172,20 +173,9 @@ INLINE void q6k_unpack(const struct q6_k_block *b, struct q6k_unpacked *u)
     u->d = _cvtsh_ss(b->d);
 }
 
-INLINE __m512i q6k_isum(const struct q6k_unpacked *u, const struct q8_k_block *x)
-{
-    __m512i s = _mm512_setzero_si512();
-    #pragma GCC unroll 8
-    for (int k = 0; k < 4; k++) {
-        __m512i p = _mm512_maddubs_epi16(u->q[k], _mm512_loadu_si512((const void *)(x->qs + 64 * k)));
-        s = _mm512_dpwssd_epi32(s, p, u->sc[k]);
-    }
-    return s;
-}
-
 INLINE float q6k_step(const struct q6k_unpacked *u, const struct q8_k_block *x, float acc)
 {
-    __m512i s = q6k_isum(u, x);
+    __m512i s = scaled_isum(u->q, u->sc, x);
     __m256i off = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)x->bsums), u->s16);
     return kq_q6_k_accum(acc, u->d, x->d, kq_hsum512(s) - 32 * kq_hsum256(off));
 }
@@ -231,7 +221,7 @@ INLINE void q4k_rows16(const struct kern_range *g, int r, int t0, int nt, int q5
                 c.d[i] = w->d, c.dmin[i] = w->dmin;
             }
             rows16_keep_pair(&c, i, u.m16);
-            for (int t = 0; t < nt; t++) c.s[t][i] = q4k_isum(&u, kq_act_row(g, t0 + t) + b);
+            for (int t = 0; t < nt; t++) c.s[t][i] = scaled_isum(u.q, u.sc, kq_act_row(g, t0 + t) + b);
         }
         __m512 d = f16x16(c.d), dmin = f16x16(c.dmin);
         for (int t = 0; t < nt; t++) {
@@ -261,14 +251,12 @@ INLINE void q6k_rows16(const struct kern_range *g, int r, int t0, int nt)
             q6k_unpack(w, &u);
             c.d[i] = w->d;
             rows16_keep_pair(&c, i, u.s16);
-            for (int t = 0; t < nt; t++) c.s[t][i] = q6k_isum(&u, kq_act_row(g, t0 + t) + b);
+            for (int t = 0; t < nt; t++) c.s[t][i] = scaled_isum(u.q, u.sc, kq_act_row(g, t0 + t) + b);
         }
         __m512 d = f16x16(c.d);
         for (int t = 0; t < nt; t++) {
             const struct q8_k_block *x = kq_act_row(g, t0 + t) + b;
-            __m512i sumi = _mm512_sub_epi32(sum_rows16(c.s[t]), _mm512_slli_epi32(rows16_pair_sums(&c, x->bsums), 5));
-            /* kq_q6_k_accum, lane by lane */
-            acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(d, _mm512_set1_ps(x->d)), _mm512_cvtepi32_ps(sumi)));
+            acc[t] = rows16_offset_accum(acc[t], &c, t, d, x->d, x->bsums, 5); /* the -32 offset */
         }
     }
     rows16_store(g, r, t0, nt, acc);

@@ -142,8 +142,9 @@ void fmt_q3_k_quantize_row(const float *x, void *blocks, int64_t n)
 
 /* ---- portable kernels: exact integer sums per super-block, then kquants.h's float step ---- */
 
-static float q2_k_dot(const struct q2_k_block *w, const struct q8_k_block *x, int nb)
+static float q2_k_dot(const void *row, const struct q8_k_block *x, int nb)
 {
+    const struct q2_k_block *w = row;
     float acc = 0;
     for (int b = 0; b < nb; b++) {
         int32_t sumi = 0, summin = 0;
@@ -158,8 +159,9 @@ static float q2_k_dot(const struct q2_k_block *w, const struct q8_k_block *x, in
     return acc;
 }
 
-static float q3_k_dot(const struct q3_k_block *w, const struct q8_k_block *x, int nb)
+static float q3_k_dot(const void *row, const struct q8_k_block *x, int nb)
 {
+    const struct q3_k_block *w = row;
     float acc = 0;
     for (int b = 0; b < nb; b++) {
         int8_t sc[16];
@@ -175,26 +177,6 @@ static float q3_k_dot(const struct q3_k_block *w, const struct q8_k_block *x, in
     return acc;
 }
 
-void fmt_q2_k_range_portable(const struct kern_range *g)
-{
-    int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
-        const struct q2_k_block *w = (const struct q2_k_block *)(g->w + (size_t)r * g->w_stride);
-        for (int t = g->t0; t < g->t1; t++) {
-            const struct q8_k_block *x = (const struct q8_k_block *)((const char *)g->xa + (size_t)t * g->xa_stride);
-            g->y[(size_t)t * g->ldy + r] = q2_k_dot(w, x, nb);
-        }
-    }
-}
+void fmt_q2_k_range_portable(const struct kern_range *g) { kq_range_portable(g, q2_k_dot); }
 
-void fmt_q3_k_range_portable(const struct kern_range *g)
-{
-    int nb = g->in / QK_K;
-    for (int r = g->r0; r < g->r1; r++) {
-        const struct q3_k_block *w = (const struct q3_k_block *)(g->w + (size_t)r * g->w_stride);
-        for (int t = g->t0; t < g->t1; t++) {
-            const struct q8_k_block *x = (const struct q8_k_block *)((const char *)g->xa + (size_t)t * g->xa_stride);
-            g->y[(size_t)t * g->ldy + r] = q3_k_dot(w, x, nb);
-        }
-    }
-}
+void fmt_q3_k_range_portable(const struct kern_range *g) { kq_range_portable(g, q3_k_dot); }
