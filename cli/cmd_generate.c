@@ -30,7 +30,8 @@ static const char generate_help[] =
     "   \"completion_tokens\":N,\"cached_tokens\":N}\n"
     "Each input line is {\"prompt\":\"...\"} or {\"prompt_ids\":[...]} or {\"messages\":[...]} plus any of\n"
     "max_tokens, temperature, top_p, top_k, min_p, seed, repetition_penalty, presence_penalty,\n"
-    "frequency_penalty, logit_bias ({\"id\": bias}), stop_token_ids, ignore_eos, priority.\n"
+    "frequency_penalty, logit_bias ({\"id\": bias}), stop_token_ids, ignore_eos, priority,\n"
+    "speculative (true/false: speculative decoding for this line; default: --speculative).\n"
     "\n"
     "prompt:\n"
     "  --model DIR            Hugging Face model directory or FILE.gguf (env MOESERVE_MODEL)\n"
@@ -266,6 +267,8 @@ static int line_sampling(const cJSON *line, struct gen_job *j)
     if (NUM("seed")) s->seed = (uint64_t)v->valuedouble, j->p.seed_given = true;
 #undef NUM
     if ((v = cJSON_GetObjectItemCaseSensitive(line, "ignore_eos"))) j->p.ignore_eos = cJSON_IsTrue(v);
+    if ((v = cJSON_GetObjectItemCaseSensitive(line, "speculative")))
+        j->p.speculative = cJSON_IsTrue(v) ? SPEC_ON : SPEC_OFF;
     if ((v = cJSON_GetObjectItemCaseSensitive(line, "stop_token_ids")) &&
         json_ids(v, "stop_token_ids", &j->stop_ids, &j->p.n_stop_token_ids))
         return -1;

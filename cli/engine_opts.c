@@ -24,6 +24,14 @@ static const struct {
     {"--block-size", "MOESERVE_BLOCK_SIZE", "tokens per KV block (default 16)"},
     {"--no-prefix-caching", "MOESERVE_NO_PREFIX_CACHING",
      "do not reuse KV blocks of identical prompt prefixes (flag; env: 1)"},
+    {"--speculative", "MOESERVE_SPECULATIVE",
+     "ngram or off (default): speculative decoding by prompt lookup, for\n"
+     "                             requests that do not choose (request field \"speculative\"): tokens\n"
+     "                             drafted from n-gram matches in the request's own text are verified\n"
+     "                             in one forward; outputs stay exactly the same, faster when text repeats"},
+    {"--speculative-tokens", "MOESERVE_SPECULATIVE_TOKENS", "draft tokens a step at most (default 4, 1-16)"},
+    {"--speculative-ngram-min", "MOESERVE_SPECULATIVE_NGRAM_MIN", "shortest n-gram a draft matches (default 2)"},
+    {"--speculative-ngram-max", "MOESERVE_SPECULATIVE_NGRAM_MAX", "longest n-gram tried first (default 4)"},
 };
 
 int engine_opts_parse_bytes(const char *text, size_t *out)
@@ -60,6 +68,17 @@ int engine_opts_parse(struct engine_config *c, const char *flag, const char *v)
     if (!strcmp(flag, "--max-model-len"))
         return cli_parse_int(flag, v, 2, 1 << 24, &n) ? -1 : (c->max_model_len = (int)n, 1);
     if (!strcmp(flag, "--block-size")) return cli_parse_int(flag, v, 1, 1024, &n) ? -1 : (c->block_size = (int)n, 1);
+    if (!strcmp(flag, "--speculative")) {
+        if (!strcmp(v, "ngram") || !strcmp(v, "off")) return c->speculative = !strcmp(v, "ngram"), 1;
+        fprintf(stderr, "moeserve: %s expects ngram or off, got '%s'\n", flag, v);
+        return -1;
+    }
+    if (!strcmp(flag, "--speculative-tokens"))
+        return cli_parse_int(flag, v, 1, 16, &n) ? -1 : (c->spec_tokens = (int)n, 1);
+    if (!strcmp(flag, "--speculative-ngram-min"))
+        return cli_parse_int(flag, v, 1, 16, &n) ? -1 : (c->spec_ngram_min = (int)n, 1);
+    if (!strcmp(flag, "--speculative-ngram-max"))
+        return cli_parse_int(flag, v, 1, 16, &n) ? -1 : (c->spec_ngram_max = (int)n, 1);
     if (!strcmp(flag, "--kv-cache-memory")) {
         if (engine_opts_parse_bytes(v, &c->kv_cache_bytes) == 0) return 1;
         fprintf(stderr, "moeserve: %s expects a size such as 4GiB, 512MiB or 1000000000, got '%s'\n", flag, v);

@@ -26,9 +26,10 @@ struct engine {
     struct threadpool *tp;
     struct model_scratch *scratch;
     struct sampler *sampler;
-    float *logits;                       /* [max_num_seqs, vocab] */
+    int max_logit_rows;                  /* a step's logit rows at most (a draft adds its own) */
+    float *logits;                       /* [max_logit_rows, vocab] */
     int32_t *b_tokens, *b_pos, *b_slots, *b_seq; /* [max_num_batched_tokens] */
-    int32_t *b_logit_rows, *b_logit_seq; /* [max_num_seqs] */
+    int32_t *b_logit_rows, *b_logit_seq; /* [max_logit_rows] */
     const int32_t **b_tables;            /* [max_num_seqs] */
     uint32_t *gram_bits;                 /* [vocab / 32] the token mask of a constrained request */
     struct engine_stats counters;        /* the engine thread's running totals */
@@ -64,6 +65,14 @@ int engine_config_resolve(struct engine_config *c, const struct model *m, struct
     if (!c->block_size) c->block_size = 16;
     if (!c->max_model_len) c->max_model_len = model_max < 8192 ? model_max : 8192;
     if (!c->threads) c->threads = 1;
+    if (!c->spec_tokens) c->spec_tokens = 4;
+    if (!c->spec_ngram_min) c->spec_ngram_min = 2;
+    if (!c->spec_ngram_max) c->spec_ngram_max = c->spec_ngram_min > 4 ? c->spec_ngram_min : 4;
+    if (c->spec_tokens < 1 || c->spec_tokens > 16)
+        return ms_err_set(err, MS_ERR_INVALID, "speculative-tokens %d must be in [1, 16]", c->spec_tokens);
+    if (c->spec_ngram_min < 1 || c->spec_ngram_max > 16 || c->spec_ngram_min > c->spec_ngram_max)
+        return ms_err_set(err, MS_ERR_INVALID, "speculative n-gram sizes %d..%d must satisfy 1 <= min <= max <= 16",
+                          c->spec_ngram_min, c->spec_ngram_max);
     if (c->max_num_seqs < 1 || c->max_num_seqs > 4096)
         return ms_err_set(err, MS_ERR_INVALID, "max-num-seqs %d must be in [1, 4096]", c->max_num_seqs);
     if (c->max_num_batched_tokens < c->max_num_seqs)
@@ -107,7 +116,8 @@ static void finish(struct engine *e, struct request *r, enum finish_reason why, 
  * One step: schedule, execute, update. */
 
 /* Flattens the scheduled requests into one batch; rows whose chunk reaches the end of the
- * request's tokens need logits (a token is sampled after them). */
+ * request's tokens need logits (a token is sampled after them), and so does every drafted row
+ * (each one's logits judge the next drafted token). */
 static void build_batch(struct engine *e, const struct sched_output *so, struct fwd_batch *b)
 {
     int t = 0, bs = e->cfg.block_size;
@@ -116,17 +126,20 @@ static void build_batch(struct engine *e, const struct sched_output *so, struct 
         const struct request *r = so->reqs[i];
         for (int k = 0; k < so->num_tokens[i]; k++, t++) {
             int pos = r->num_computed + k;
-            e->b_tokens[t] = r->tokens[pos];
+            e->b_tokens[t] = pos < r->n_tokens ? r->tokens[pos] : r->draft[pos - r->n_tokens];
             e->b_pos[t] = pos;
             e->b_slots[t] = r->block_table[pos / bs] * bs + pos % bs;
             e->b_seq[t] = i;
         }
         e->b_tables[i] = r->block_table;
-        if (r->num_computed + so->num_tokens[i] == r->n_tokens) {
-            e->b_logit_rows[b->n_logits] = t - 1;
-            e->b_logit_seq[b->n_logits++] = i;
+        if (r->num_computed + so->num_tokens[i] == r->n_tokens + r->n_draft) {
+            for (int k = r->n_draft; k >= 0; k--) {
+                e->b_logit_rows[b->n_logits] = t - 1 - k;
+                e->b_logit_seq[b->n_logits++] = i;
+            }
         }
     }
+    MS_ASSERT(b->n_logits <= e->max_logit_rows);
     *b = (struct fwd_batch){t, e->b_tokens, e->b_pos, e->b_slots, e->b_seq, so->n, e->b_tables, b->n_logits,
                             e->b_logit_rows};
 }
@@ -151,8 +164,8 @@ static void track_thinking(struct request *r, int32_t tok)
 }
 
 /* Picks r's next token (a forced one, or sampled from its logits row), streams it, and
- * finishes r if it stops. */
-static void update_request(struct engine *e, struct request *r, float *logits)
+ * finishes r if it stops. Returns false when r finished (and is gone). */
+static bool update_request(struct engine *e, struct request *r, float *logits)
 {
     struct sample_result res = {0};
     if (r->forced_pos < r->n_forced_ids) {
@@ -176,13 +189,45 @@ static void update_request(struct engine *e, struct request *r, float *logits)
     e->counters.generation_tokens++;
     if (r->forced_pos == r->n_forced_ids && is_stop_token(e, r, res.token)) {
         finish(e, r, FINISH_STOP, NULL);
-        return;
+        return false;
     }
     struct stream_event ev = {.finish = FINISH_NONE, .token = res.token, .sample = res,
                               .queue_time = r->t_scheduled - r->t_arrival};
     stream_push(r->stream, &ev);
     track_thinking(r, res.token);
-    if (request_num_output(r) >= r->max_tokens) finish(e, r, FINISH_LENGTH, NULL);
+    if (request_num_output(r) >= r->max_tokens) {
+        finish(e, r, FINISH_LENGTH, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* The verdict on r's draft, from its 1 + n_draft logit rows: tokens are picked one row at a
+ * time exactly as without a draft (same sampler, RNG, grammar and stops), and row j+1 is used
+ * only while the token picked from row j equals draft[j], i.e. while that row's context is the
+ * one decoding would have had. The K/V of the rejected draft positions stay in the cache past
+ * num_computed, to be overwritten. */
+static void verify_draft(struct engine *e, struct request *r, float *logits)
+{
+    size_t vocab = (size_t)e->model->cfg.vocab_size;
+    int n_draft = r->n_draft, accepted = 0;
+    r->n_draft = 0;
+    e->counters.spec_drafts++;
+    e->counters.spec_draft_tokens += (uint64_t)n_draft;
+    for (int j = 0;; j++) {
+        if (!update_request(e, r, logits + (size_t)j * vocab)) return;
+        if (j == n_draft || r->tokens[r->n_tokens - 1] != r->draft[j]) break;
+        accepted++;
+        e->counters.spec_accepted_tokens++;
+    }
+    r->num_computed = r->n_tokens - 1;
+    if (accepted == 0) { /* a draft the model rejected outright cost a forward's worth: back off */
+        r->spec_wait = r->spec_backoff;
+        r->spec_backoff = r->spec_backoff ? (r->spec_backoff < 32 ? 2 * r->spec_backoff : 32) : 1;
+    } else {
+        r->spec_backoff = 0;
+    }
+    sched_commit_blocks(e->sched, r);
 }
 
 static void step(struct engine *e)
@@ -211,17 +256,23 @@ static void step(struct engine *e)
             int end = r->num_computed < r->n_prompt ? r->num_computed : r->n_prompt;
             e->counters.prompt_tokens += (uint64_t)(end - before);
         }
-        if (!rc) sched_commit_blocks(e->sched, r);
+        if (!rc && !r->n_draft) sched_commit_blocks(e->sched, r); /* a draft's blocks: after the verdict */
     }
     if (rc) {
         fprintf(stderr, "moeserve: engine: forward failed: %s\n", err.msg);
         for (int i = 0; i < so.n; i++) finish(e, so.reqs[i], FINISH_ERROR, err.msg);
         return;
     }
-    /* logit rows are in batch order; finishing a request never touches another's row */
+    /* logit rows are in batch order, a request's rows together; finishing a request never
+     * touches another's rows */
     double t_sample = ms_now();
-    for (int j = 0; j < b.n_logits; j++)
-        update_request(e, so.reqs[e->b_logit_seq[j]], e->logits + (size_t)j * e->model->cfg.vocab_size);
+    for (int j = 0; j < b.n_logits;) {
+        struct request *r = so.reqs[e->b_logit_seq[j]];
+        float *row = e->logits + (size_t)j * e->model->cfg.vocab_size;
+        j += 1 + r->n_draft;
+        if (r->n_draft) verify_draft(e, r, row);
+        else update_request(e, r, row);
+    }
     double t_end = ms_now();
     e->counters.sample_seconds += t_end - t_sample;
     e->counters.step_seconds += t_end - t_start;
@@ -381,13 +432,15 @@ static int alloc_buffers(struct engine *e, struct ms_err *err)
 {
     const struct engine_config *c = &e->cfg;
     size_t T = (size_t)c->max_num_batched_tokens, S = (size_t)c->max_num_seqs;
-    e->logits = ms_calloc(S * (size_t)e->model->cfg.vocab_size, sizeof(float));
+    size_t L = S * (size_t)(1 + c->spec_tokens) < T ? S * (size_t)(1 + c->spec_tokens) : T;
+    e->max_logit_rows = (int)L;
+    e->logits = ms_calloc(L * (size_t)e->model->cfg.vocab_size, sizeof(float));
     e->b_tokens = ms_calloc(T, sizeof(int32_t));
     e->b_pos = ms_calloc(T, sizeof(int32_t));
     e->b_slots = ms_calloc(T, sizeof(int32_t));
     e->b_seq = ms_calloc(T, sizeof(int32_t));
-    e->b_logit_rows = ms_calloc(S, sizeof(int32_t));
-    e->b_logit_seq = ms_calloc(S, sizeof(int32_t));
+    e->b_logit_rows = ms_calloc(L, sizeof(int32_t));
+    e->b_logit_seq = ms_calloc(L, sizeof(int32_t));
     e->b_tables = ms_calloc(S, sizeof(*e->b_tables));
     e->gram_bits = ms_calloc(((size_t)e->model->cfg.vocab_size + 31) / 32, sizeof(uint32_t));
     if (engine_expert_slots(e) && !(e->published_sel = ms_calloc(engine_expert_slots(e), sizeof(uint64_t))))
@@ -413,7 +466,8 @@ struct engine *engine_create(const struct model *m, const struct engine_config *
     size_t per_token = kv_cache_bytes_per_token(mc->num_layers, mc->num_kv_heads, mc->head_dim, cfg->kv_dtype);
     int blocks = (int)(cfg->kv_cache_bytes / (per_token * (size_t)cfg->block_size));
     e->pool_tokens = blocks * cfg->block_size;
-    struct sched_config sc = {cfg->max_num_seqs, cfg->max_num_batched_tokens, cfg->block_size, cfg->prefix_caching};
+    struct sched_config sc = {cfg->max_num_seqs, cfg->max_num_batched_tokens, cfg->block_size, cfg->prefix_caching,
+                              cfg->spec_ngram_min, cfg->spec_ngram_max};
     if (!(e->pool = kv_pool_create(blocks, err)) ||
         !(e->kv = kv_cache_create(mc->num_layers, blocks, cfg->block_size, mc->num_kv_heads, mc->head_dim,
                                   cfg->kv_dtype, err)) ||
@@ -565,7 +619,9 @@ int engine_submit(struct engine *e, const struct engine_request_params *p, struc
     uint64_t id = atomic_fetch_add(&e->next_id, 1) + 1;
     struct engine_request_params q = *p;
     if (!p->seed_given) q.sampling.seed = mix64(id ^ (uint64_t)(ms_now() * 1e9));
-    struct request *r = request_create(id, &q, e->cfg.max_model_len, e->cfg.block_size, stream, err);
+    bool spec = p->speculative == SPEC_ON || (p->speculative == SPEC_DEFAULT && e->cfg.speculative);
+    struct request *r = request_create(id, &q, e->cfg.max_model_len, e->cfg.block_size,
+                                       spec ? e->cfg.spec_tokens : 0, stream, err);
     if (!r) {
         gram_matcher_destroy(p->grammar);
         return MS_ERR_NOMEM;

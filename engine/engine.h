@@ -29,6 +29,12 @@ struct engine_config {
     enum tensor_dtype kv_dtype; /* F32 (default), BF16 or F16 */
     bool prefix_caching;        /* default true */
     int threads;                /* compute threads (default: cores) */
+    /* Speculative decoding by prompt lookup (engine/spec_ngram.h): a decoding request drafts
+     * tokens from n-gram matches in its own prompt and output, and one forward verifies them
+     * (outputs are exactly those of decoding without it; engine_request_params.speculative). */
+    bool speculative;           /* for requests that do not choose (default off) */
+    int spec_tokens;            /* draft tokens a step at most (default 4, in [1, 16]) */
+    int spec_ngram_min, spec_ngram_max; /* n-gram sizes matched (default 2 and 4, in [1, 16]) */
     bool manual_step;           /* tests: no engine thread; the caller drives engine_step */
     /* test hook (MOESERVE_TEST_KILL_ENGINE_AFTER_STEPS, tests/hardening only): the engine thread
      * exits after this many steps as if it had died (pthread_exit, its requests left queued);
@@ -79,6 +85,9 @@ struct engine_stats {
     uint64_t finished[FINISH_ERROR + 1]; /* by finish_reason */
     struct model_profile forward; /* where the forwards' time went (model_scratch_profile) */
     int moe_layers, moe_experts;  /* shape of the selection counts (engine_get_stats_experts); 0: dense */
+    /* speculative decoding: verifications that had a draft, tokens drafted, drafted tokens the
+     * model agreed with (each one a token gained over a forward per token) */
+    uint64_t spec_drafts, spec_draft_tokens, spec_accepted_tokens;
     double sample_seconds;        /* picking and streaming each step's tokens */
     double step_seconds;          /* whole steps: scheduling, forward, sampling */
     double last_step_at;  /* ms_now() of the engine loop's last pass (liveness) */

@@ -4,7 +4,7 @@
 #include <string.h>
 
 struct request *request_create(uint64_t id, const struct engine_request_params *p, int max_len,
-                               int block_size, struct stream *stream, struct ms_err *err)
+                               int block_size, int max_draft, struct stream *stream, struct ms_err *err)
 {
     struct request *r = calloc(1, sizeof *r);
     if (!r) goto nomem;
@@ -17,7 +17,9 @@ struct request *request_create(uint64_t id, const struct engine_request_params *
     r->logit_bias = malloc((size_t)(p->sampling.n_logit_bias + 1) * sizeof *r->logit_bias);
     r->stop_token_ids = malloc((size_t)(p->n_stop_token_ids + 1) * sizeof *r->stop_token_ids);
     r->forced_ids = malloc((size_t)(p->n_forced_ids + 1) * sizeof *r->forced_ids);
-    if (!r->forced_ids || !r->tokens || !r->block_table || !r->block_hashes || !r->logit_bias || !r->stop_token_ids) goto nomem;
+    r->draft = malloc((size_t)(max_draft + 1) * sizeof *r->draft);
+    r->draft_cap = max_draft;
+    if (!r->draft || !r->forced_ids || !r->tokens || !r->block_table || !r->block_hashes || !r->logit_bias || !r->stop_token_ids) goto nomem;
     memcpy(r->tokens, p->prompt, (size_t)p->n_prompt * sizeof *r->tokens);
     r->n_tokens = r->n_prompt = p->n_prompt;
     r->max_tokens = max_len - p->n_prompt < p->max_tokens ? max_len - p->n_prompt : p->max_tokens;
@@ -61,6 +63,7 @@ void request_destroy(struct request *r)
     free(r->logit_bias);
     free(r->stop_token_ids);
     free(r->forced_ids);
+    free(r->draft);
     gram_matcher_destroy(r->grammar);
     free(r);
 }

@@ -12,6 +12,12 @@
 #include "engine/stream.h"
 #include "grammar/gram_vocab.h"
 
+enum spec_choice {
+    SPEC_DEFAULT = 0, /* the engine's engine_config.speculative */
+    SPEC_ON,
+    SPEC_OFF,
+};
+
 /* What a caller asks for (engine_submit copies everything; pointers are borrowed for the call). */
 struct engine_request_params {
     const int32_t *prompt;
@@ -40,6 +46,9 @@ struct engine_request_params {
      * also be that one, which suspends it until grammar_start_id (the model chose to think). */
     struct gram_matcher *grammar;
     int32_t grammar_start_id, grammar_open_id;
+    /* Speculative decoding by prompt lookup (engine/spec_ngram.h), this request only. The
+     * outputs are the same either way; only the speed differs. */
+    enum spec_choice speculative;
 };
 
 enum request_status {
@@ -79,14 +88,21 @@ struct request {
     bool grammar_active;      /* grammar_start_id has been emitted (or there is none) */
     int32_t grammar_start_id, grammar_open_id;
     struct sampler_rng rng;
+    /* Speculative decoding: up to draft_cap tokens (0: off) drafted to follow tokens[n_tokens-1]
+     * and verified in this step's forward; after drafts the model rejected outright the request
+     * waits spec_wait steps before drafting again (spec_backoff: the next wait, doubling). */
+    int32_t *draft;           /* [draft_cap] */
+    int n_draft, draft_cap;
+    int spec_wait, spec_backoff;
     struct stream *stream;    /* one reference held until the final event is pushed */
     double t_arrival, t_scheduled; /* ms_now() at submit and at first scheduling (0: not yet) */
 };
 
-/* Copies params into a new request able to hold max_len tokens and their blocks. NULL on
- * allocation failure (err set). Takes a new reference to `stream`. */
+/* Copies params into a new request able to hold max_len tokens and their blocks, drafting up to
+ * max_draft tokens a step (0: no speculative decoding). NULL on allocation failure (err set).
+ * Takes a new reference to `stream`. */
 struct request *request_create(uint64_t id, const struct engine_request_params *p, int max_len,
-                               int block_size, struct stream *stream, struct ms_err *err);
+                               int block_size, int max_draft, struct stream *stream, struct ms_err *err);
 void request_destroy(struct request *r); /* releases the stream reference if still held */
 
 int request_num_output(const struct request *r);

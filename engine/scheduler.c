@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/spec_ngram.h"
+
 struct scheduler {
     struct sched_config cfg;
     struct kv_pool *pool;
@@ -98,6 +100,7 @@ static void preempt(struct scheduler *s, struct request *r)
         if (s->running[i] == r) remove_at(s->running, &s->n_running, i);
     free_blocks(s, r);
     r->num_computed = 0; /* its content hashes stay valid: the tokens did not change */
+    r->n_draft = 0;
     insert_waiting(s, r);
     s->preemptions++;
 }
@@ -180,8 +183,26 @@ static void unemit(struct sched_output *out, struct request *r, int *budget)
     }
 }
 
+/* A decoding request's draft for this step, within `room` tokens (speculative requests only):
+ * never more than its output may still grow by after the token the verdict adds. */
+static int propose_draft(const struct scheduler *s, struct request *r, int room)
+{
+    r->n_draft = 0;
+    if (!r->draft_cap) return 0;
+    if (r->spec_wait > 0) {
+        r->spec_wait--;
+        return 0;
+    }
+    int max = r->max_tokens - request_num_output(r) - 1;
+    if (max > room) max = room;
+    if (max > r->draft_cap) max = r->draft_cap;
+    r->n_draft = spec_ngram_draft(r->tokens, r->n_tokens, s->cfg.spec_ngram_min, s->cfg.spec_ngram_max, max,
+                                  r->draft);
+    return r->n_draft;
+}
+
 /* Running requests of one kind (decoding: one token left; or prefilling) get their tokens,
- * preempting the newest running requests when blocks run out. */
+ * preempting the newest running requests when blocks run out (a draft goes first). */
 static void schedule_running(struct scheduler *s, struct sched_output *out, int *budget, bool decoding)
 {
     for (int i = 0; i < s->n_running && *budget > 0; i++) {
@@ -189,6 +210,11 @@ static void schedule_running(struct scheduler *s, struct sched_output *out, int 
         int left = r->n_tokens - r->num_computed;
         if ((left == 1) != decoding) continue;
         int n = left < *budget ? left : *budget;
+        if (decoding) n += propose_draft(s, r, *budget - 1);
+        if (n > 1 && decoding && !grow_blocks(s, r, r->num_computed + n)) {
+            r->n_draft = 0;
+            n = 1;
+        }
         bool preempted_self = false;
         while (!grow_blocks(s, r, r->num_computed + n)) {
             struct request *victim = s->running[s->n_running - 1];

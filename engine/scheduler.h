@@ -21,9 +21,12 @@ struct sched_config {
     int max_num_batched_tokens; /* tokens per step at most */
     int block_size;
     bool prefix_caching;
+    int spec_ngram_min, spec_ngram_max; /* n-gram sizes the drafts of speculative requests match */
 };
 
-/* One step's decision: reqs[i] computes num_tokens[i] tokens starting at its num_computed. */
+/* One step's decision: reqs[i] computes num_tokens[i] tokens starting at its num_computed. A
+ * decoding request with speculative decoding may get 1 + r->n_draft tokens: its last token and
+ * the draft (request.h), which the scheduler wrote this step. */
 struct sched_output {
     int n;
     struct request **reqs;  /* [max_num_seqs] */
@@ -45,7 +48,8 @@ int sched_add_request(struct scheduler *s, struct request *r, struct ms_err *err
 /* Fills `out` (arrays owned by the scheduler, valid until the next call). */
 void sched_schedule(struct scheduler *s, struct sched_output *out);
 
-/* After a forward: registers the content hashes of the request's newly full blocks. */
+/* After a forward (and, for a draft, after the verdict set num_computed): registers the
+ * content hashes of the request's newly full blocks. */
 void sched_commit_blocks(struct scheduler *s, struct request *r);
 
 /* Removes a request from its queue and frees its blocks; ownership passes back to the caller. */

@@ -727,6 +727,7 @@ static void fill_params(struct job *j, struct choice *ch, int sample, struct eng
     p->n_stop_token_ids = r->n_stop_token_ids;
     p->ignore_eos = r->ignore_eos;
     p->priority = r->priority;
+    p->speculative = !r->speculative_given ? SPEC_DEFAULT : r->speculative ? SPEC_ON : SPEC_OFF;
     p->grammar_start_id = p->grammar_open_id = -1;
     if (r->grammar) {
         struct ms_err gerr = {{0}};

@@ -164,6 +164,12 @@ int metrics_render(struct metrics *m, const struct engine_stats *st, const uint6
                  (double)st->prompt_tokens);
     metric_value(o, m, "generation_tokens_total", "counter", "Number of generation tokens processed.",
                  (double)st->generation_tokens);
+    metric_value(o, m, "spec_decode_num_drafts_total", "counter",
+                 "Speculative decoding: verifications of a drafted continuation.", (double)st->spec_drafts);
+    metric_value(o, m, "spec_decode_num_draft_tokens_total", "counter", "Speculative decoding: tokens drafted.",
+                 (double)st->spec_draft_tokens);
+    metric_value(o, m, "spec_decode_num_accepted_tokens_total", "counter",
+                 "Speculative decoding: drafted tokens the model agreed with.", (double)st->spec_accepted_tokens);
     metric_value(o, m, "engine_alive", "gauge", "1 while the engine thread runs.", st->alive ? 1 : 0);
     metric_value(o, m, "engine_steps_total", "counter", "Engine steps (one forward each).", (double)st->steps);
     metric_value(o, m, "engine_step_seconds_total", "counter",

@@ -326,6 +326,8 @@ static int read_sampling(cJSON *root, struct oa_request *r, struct oa_error *e)
     if (read_bool(root, "stream", &r->stream, e) || read_bool(root, "ignore_eos", &r->ignore_eos, e) ||
         read_bool(root, "echo", &r->echo, e) || read_stop(root, r, e) || read_logit_bias(root, r, e))
         return -1;
+    r->speculative_given = field(root, "speculative") != NULL;
+    if (read_bool(root, "speculative", &r->speculative, e)) return -1;
     const cJSON *so = field(root, "stream_options");
     if (so) {
         if (!cJSON_IsObject(so)) return oa_error_set(e, 400, "stream_options", NULL, "'stream_options' must be an object");

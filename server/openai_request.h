@@ -81,6 +81,7 @@ struct oa_request {
     int n_stop_token_ids;
     bool ignore_eos;
     int priority;
+    bool speculative_given, speculative; /* extension: speculative decoding on or off (given: else the server's) */
     bool stream, include_usage;
     bool echo;                  /* completions */
 

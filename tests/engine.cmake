@@ -2,6 +2,7 @@
 ms_c_test(test_engine engine)
 set_tests_properties(test_engine PROPERTIES FIXTURES_REQUIRED model_tiny TIMEOUT 600)
 ms_c_test(test_sampler engine)
+ms_c_test(test_spec_ngram engine)
 ms_c_test(test_kv_block_pool engine)
 add_test(NAME generate_prompt_file_batched_equals_alone
          COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/engine/test_generate_batch.py

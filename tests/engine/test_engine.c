@@ -6,7 +6,9 @@
  * - every KV block is back in the pool after everything ends (finished, aborted mid-prefill,
  *   aborted mid-decode, rejected);
  * - a multi-turn prompt that resends its history hits the cache for every full block;
- * - the grouped MoE over a batch gives the same logits as one token at a time. */
+ * - the grouped MoE over a batch gives the same logits as one token at a time;
+ * - speculative decoding (n-gram drafts verified in one forward) gives every request exactly the
+ *   tokens it gets without it, in the same mixes, with drafts both accepted and rejected. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,13 +20,14 @@
 #include "tests/testhelp.h"
 
 #define MAX_JOBS 16
-#define MAX_OUT 64
+#define MAX_OUT 160
 
 struct job {
     int32_t prompt[256];
     int n_prompt, max_tokens, arrival_step, abort_step; /* abort_step < 0: never */
     struct sampling_params sp;
     bool seeded;
+    struct logit_bias_entry bias[4]; /* sp.logit_bias points here once submitted */
     /* results */
     struct stream *stream;
     uint64_t id;
@@ -53,11 +56,11 @@ static void job_init(struct job *j, int n_prompt, int max_tokens)
     sampling_params_init(&j->sp);
 }
 
-static struct engine *make_engine(int max_seqs, int budget, size_t kv_bytes)
+static struct engine *make_engine_spec(int max_seqs, int budget, size_t kv_bytes, bool speculative)
 {
     struct engine_config cfg = {.max_num_seqs = max_seqs, .max_num_batched_tokens = budget,
                                 .kv_cache_bytes = kv_bytes, .prefix_caching = true, .threads = 2,
-                                .manual_step = true};
+                                .speculative = speculative, .manual_step = true};
     struct ms_err err = {{0}};
     if (engine_config_resolve(&cfg, M, &err)) {
         fprintf(stderr, "config: %s\n", err.msg);
@@ -66,6 +69,11 @@ static struct engine *make_engine(int max_seqs, int budget, size_t kv_bytes)
     struct engine *e = engine_create(M, &cfg, &err);
     if (!e) fprintf(stderr, "engine: %s\n", err.msg);
     return e;
+}
+
+static struct engine *make_engine(int max_seqs, int budget, size_t kv_bytes)
+{
+    return make_engine_spec(max_seqs, budget, kv_bytes, false);
 }
 
 static void drain(struct job *j)
@@ -85,6 +93,7 @@ static int submit(struct engine *e, struct job *j)
 {
     struct engine_request_params p = {.prompt = j->prompt, .n_prompt = j->n_prompt, .max_tokens = j->max_tokens,
                                       .sampling = j->sp, .seed_given = j->seeded};
+    if (p.sampling.n_logit_bias) p.sampling.logit_bias = j->bias;
     struct ms_err err = {{0}};
     j->stream = stream_create();
     int rc = engine_submit(e, &p, j->stream, &j->id, &err);
@@ -204,6 +213,86 @@ static void test_mixed_batches(void)
         test_cond("prefix cache hit on the shared prefix", st.prefix_cache_hits > 0);
         test_cond("all blocks back in the pool", st.kv_blocks_used == 0);
         release(run_jobs, MAX_JOBS);
+        engine_destroy(e);
+    }
+}
+
+/* Requests whose continuations repeat, so that drafts get accepted (and rejected): a logit bias
+ * confines some to four tokens (greedy: a deterministic walk; seeded: a random one), others run
+ * free on prompts that repeat themselves (drafts from the prompt, which the model rejects). */
+static void make_spec_mix(struct job *jobs, int n)
+{
+    int32_t shared[32], alphabet[4] = {1000, 2000, 3000, 4000};
+    for (int i = 0; i < 32; i++) shared[i] = (int32_t)(rnd() % 151000);
+    for (int i = 0; i < n; i++) {
+        job_init(&jobs[i], 8 + (int)(rnd() % 40), 30 + (int)(rnd() % 100));
+        if (i % 3 != 2) {
+            for (int k = 0; k < 4; k++) jobs[i].bias[k] = (struct logit_bias_entry){alphabet[k], 40.0f};
+            jobs[i].sp.n_logit_bias = 4;
+        } else { /* the prompt twice: its n-grams match */
+            memcpy(jobs[i].prompt + jobs[i].n_prompt, jobs[i].prompt, (size_t)jobs[i].n_prompt * sizeof(int32_t));
+            jobs[i].n_prompt *= 2;
+        }
+        if (i % 4 == 0) memcpy(jobs[i].prompt, shared, sizeof shared), jobs[i].n_prompt += 32;
+        if (i % 3 == 1) {
+            jobs[i].sp.temperature = 1.0f;
+            jobs[i].sp.seed = 77 + (uint64_t)i;
+            jobs[i].seeded = true;
+        }
+        jobs[i].arrival_step = (int)(rnd() % 20);
+    }
+}
+
+static void test_speculative_exact(void)
+{
+    enum { N = 12 };
+    struct job jobs[N], alone[N];
+    make_spec_mix(jobs, N);
+    run_alone(jobs, N, alone); /* without speculative decoding */
+    const struct {
+        int seqs, budget;
+        size_t kv;
+        const char *name;
+    } mixes[] = {
+        {1, 4096, 0, "speculative, alone"},
+        {8, 512, 0, "speculative, batched"},
+        {6, 24, 0, "speculative, chunked prefill (drafts cut by the budget)"},
+        {6, 40, 16 * 16 * 512, "speculative, tiny pool (preemption)"},
+    };
+    for (size_t m = 0; m < sizeof mixes / sizeof mixes[0]; m++) {
+        struct job run_jobs[N];
+        memcpy(run_jobs, jobs, sizeof jobs);
+        struct engine *e = make_engine_spec(mixes[m].seqs, mixes[m].budget, mixes[m].kv, true);
+        test_cond("engine created", e != NULL);
+        if (!e) continue;
+        int steps = 0;
+        if (mixes[m].seqs == 1) {
+            for (int i = 0; i < N; i++) {
+                run_jobs[i].arrival_step = 0;
+                steps += run(e, &run_jobs[i], 1) + 1;
+            }
+        } else {
+            steps = run(e, run_jobs, N);
+        }
+        int same = 0, tokens = 0;
+        for (int i = 0; i < N; i++) {
+            same += same_tokens(&run_jobs[i], &alone[i]);
+            tokens += run_jobs[i].n_out;
+        }
+        struct engine_stats st;
+        engine_get_stats(e, &st);
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: %d/%d requests match their tokens without it (%llu drafts, %llu of %llu "
+                 "drafted tokens accepted, %d tokens in %d steps)", mixes[m].name, same, N,
+                 (unsigned long long)st.spec_drafts, (unsigned long long)st.spec_accepted_tokens,
+                 (unsigned long long)st.spec_draft_tokens, tokens, steps);
+        printf("%s\n", msg);
+        test_cond(msg, same == N);
+        test_cond("drafts were accepted", st.spec_accepted_tokens > 0);
+        test_cond("drafts were rejected", st.spec_accepted_tokens < st.spec_draft_tokens);
+        if (mixes[m].kv) test_cond("tiny pool really preempted", st.preemptions > 0);
+        test_cond("all blocks back in the pool", st.kv_blocks_used == 0);
+        release(run_jobs, N);
         engine_destroy(e);
     }
 }
@@ -372,6 +461,7 @@ int main(void)
     test_aborts_and_rejections();
     test_multi_turn_prefix_cache();
     test_expert_stats();
+    test_speculative_exact();
     model_free(M);
     /* Q8_0 weights (quantized at load) take other kernels (int8 dots; AMX tiles where the CPU
      * has them): the same batch invariance in the forward and in the engine */
@@ -383,6 +473,7 @@ int main(void)
     printf("Q8_0 weights:\n");
     test_grouped_equals_per_token();
     test_mixed_batches();
+    test_speculative_exact();
     model_free(M);
     test_report();
 }
