@@ -221,10 +221,15 @@ static void verify_draft(struct engine *e, struct request *r, float *logits)
         e->counters.spec_accepted_tokens++;
     }
     r->num_computed = r->n_tokens - 1;
-    if (accepted == 0) { /* a draft the model rejected outright cost a forward's worth: back off */
+    /* every drafted token costs its share of a forward (in a MoE, up to its own 8 experts), so
+     * the length follows what the model takes, and a draft rejected outright backs off */
+    if (accepted == 0) {
+        r->spec_len = 1;
         r->spec_wait = r->spec_backoff;
         r->spec_backoff = r->spec_backoff ? (r->spec_backoff < 32 ? 2 * r->spec_backoff : 32) : 1;
     } else {
+        r->spec_len = accepted == n_draft ? 2 * r->spec_len : accepted + 1;
+        if (r->spec_len > r->draft_cap) r->spec_len = r->draft_cap;
         r->spec_backoff = 0;
     }
     sched_commit_blocks(e->sched, r);

@@ -88,11 +88,12 @@ struct request {
     bool grammar_active;      /* grammar_start_id has been emitted (or there is none) */
     int32_t grammar_start_id, grammar_open_id;
     struct sampler_rng rng;
-    /* Speculative decoding: up to draft_cap tokens (0: off) drafted to follow tokens[n_tokens-1]
-     * and verified in this step's forward; after drafts the model rejected outright the request
-     * waits spec_wait steps before drafting again (spec_backoff: the next wait, doubling). */
+    /* Speculative decoding: up to spec_len <= draft_cap tokens (0: off) drafted to follow
+     * tokens[n_tokens-1] and verified in this step's forward. spec_len adapts (doubles after a
+     * draft taken whole, shrinks to what was taken); after a draft the model rejected outright the
+     * request waits spec_wait steps and tries one token (spec_backoff: the next wait, doubling). */
     int32_t *draft;           /* [draft_cap] */
-    int n_draft, draft_cap;
+    int n_draft, draft_cap, spec_len;
     int spec_wait, spec_backoff;
     struct stream *stream;    /* one reference held until the final event is pushed */
     double t_arrival, t_scheduled; /* ms_now() at submit and at first scheduling (0: not yet) */

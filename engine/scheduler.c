@@ -195,7 +195,7 @@ static int propose_draft(const struct scheduler *s, struct request *r, int room)
     }
     int max = r->max_tokens - request_num_output(r) - 1;
     if (max > room) max = room;
-    if (max > r->draft_cap) max = r->draft_cap;
+    if (max > r->spec_len) max = r->spec_len;
     r->n_draft = spec_ngram_draft(r->tokens, r->n_tokens, s->cfg.spec_ngram_min, s->cfg.spec_ngram_max, max,
                                   r->draft);
     return r->n_draft;
