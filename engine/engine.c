@@ -226,7 +226,7 @@ static void verify_draft(struct engine *e, struct request *r, float *logits)
     if (accepted == 0) {
         r->spec_len = 1;
         r->spec_wait = r->spec_backoff;
-        r->spec_backoff = r->spec_backoff ? (r->spec_backoff < 32 ? 2 * r->spec_backoff : 32) : 1;
+        r->spec_backoff = r->spec_backoff ? (r->spec_backoff < 64 ? 2 * r->spec_backoff : 64) : 2;
     } else {
         r->spec_len = accepted == n_draft ? 2 * r->spec_len : accepted + 1;
         if (r->spec_len > r->draft_cap) r->spec_len = r->draft_cap;

@@ -18,7 +18,8 @@ struct request *request_create(uint64_t id, const struct engine_request_params *
     r->stop_token_ids = malloc((size_t)(p->n_stop_token_ids + 1) * sizeof *r->stop_token_ids);
     r->forced_ids = malloc((size_t)(p->n_forced_ids + 1) * sizeof *r->forced_ids);
     r->draft = malloc((size_t)(max_draft + 1) * sizeof *r->draft);
-    r->draft_cap = r->spec_len = max_draft;
+    r->draft_cap = max_draft;
+    r->spec_len = max_draft < 2 ? max_draft : 2; /* grows with what the model takes */
     if (!r->draft || !r->forced_ids || !r->tokens || !r->block_table || !r->block_hashes || !r->logit_bias || !r->stop_token_ids) goto nomem;
     memcpy(r->tokens, p->prompt, (size_t)p->n_prompt * sizeof *r->tokens);
     r->n_tokens = r->n_prompt = p->n_prompt;

@@ -89,9 +89,10 @@ struct request {
     int32_t grammar_start_id, grammar_open_id;
     struct sampler_rng rng;
     /* Speculative decoding: up to spec_len <= draft_cap tokens (0: off) drafted to follow
-     * tokens[n_tokens-1] and verified in this step's forward. spec_len adapts (doubles after a
-     * draft taken whole, shrinks to what was taken); after a draft the model rejected outright the
-     * request waits spec_wait steps and tries one token (spec_backoff: the next wait, doubling). */
+     * tokens[n_tokens-1] and verified in this step's forward. spec_len adapts (starts at 2,
+     * doubles after a draft taken whole, shrinks to what was taken); after a draft the model
+     * rejected outright the request waits spec_wait steps and tries one token (spec_backoff: the
+     * next wait, doubling from 2 to 64). */
     int32_t *draft;           /* [draft_cap] */
     int n_draft, draft_cap, spec_len;
     int spec_wait, spec_backoff;
