@@ -6,6 +6,7 @@
 #   adversarial  every n-gram match predicts a token the model never writes (drafts rejected)
 # moeserve: bench/bench_spec.c (drafts off and on back to back per prompt, outputs must match);
 # llama.cpp: bench/llamacpp_lookup.mjs (node-llama-cpp 3.21.1, plain and InputLookupTokenPredictor).
+# Then moeserve alone with 4 and 8 requests at once (aggregate decode; tokens per forward summed).
 # Makes the checkpoint and the GGUF under models/ if they are missing (about 6 GB + 2 GB at 4 layers).
 #   usage: bash bench/spec_ngram.sh [--layers 4] [--reps 2]
 set -euo pipefail
@@ -33,4 +34,11 @@ for set in copy adversarial; do
   echo "## llama.cpp, $set"
   node bench/llamacpp_lookup.mjs --model "$gguf" --prompts "$dir/${set}_prompts.json" --reps "$reps" |
     node -e 'const j = JSON.parse(require("fs").readFileSync(0, "utf8")); console.log(JSON.stringify(j.summary))'
+done
+for set in copy adversarial; do # batched: moeserve only (node-llama-cpp's predictor is per sequence)
+  for b in 4 8; do
+    echo "## moeserve, $set, $b at once"
+    ./build/bench_spec "$gguf" --prompts "$dir/${set}_prompts.json" --label "$set, $b at once" --reps "$reps" \
+      --batch "$b" 2>&1 | grep -v 'loading weights'
+  done
 done
