@@ -391,8 +391,8 @@ static enum step step_array(const struct gram_node *n, struct gram_frame *f, int
 
 static enum step step_frame(const struct gram *g, struct gram_frame *f, int b, int *child)
 {
-    if (f->node < 0) { /* root: whitespace, the value, whitespace, the end */
-        if (ws_step(f, b)) return ACCEPT;
+    if (f->node < 0) { /* root: whitespace (not around raw text), the value, whitespace, the end */
+        if (!g->raw && ws_step(f, b)) return ACCEPT;
         if (f->phase == 0 && b != EOF_BYTE) return *child = g->root, PUSH;
         return f->phase == 1 && b == EOF_BYTE ? ACCEPT : REJECT;
     }

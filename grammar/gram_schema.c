@@ -681,6 +681,25 @@ struct gram *gram_compile_tool_call(int n, const char *const *names, const cJSON
     return g;
 }
 
+struct gram *gram_compile_choice(int n, const char *const *texts, struct ms_err *err)
+{
+    if (n < 1 || n > GRAM_MAX_ENUM) {
+        ms_err_set(err, MS_ERR_INVALID, "between 1 and %d choices are supported, got %d", GRAM_MAX_ENUM, n);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len = strlen(texts[i]);
+        if (len == 0 || len > GRAM_MAX_CHOICE_BYTES) {
+            ms_err_set(err, MS_ERR_INVALID, "choice %d is %s", i, len ? "longer than 4096 bytes" : "empty");
+            return NULL;
+        }
+    }
+    struct comp c;
+    if (!start(&c, NULL, err)) return NULL;
+    c.g->raw = true;
+    return finish(&c, literals_node(&c, n, (char **)texts));
+}
+
 struct gram *gram_retain(struct gram *g)
 {
     if (g) atomic_fetch_add(&g->refs, 1);

@@ -78,6 +78,7 @@ struct gram {
     int n_nodes, cap;
     int root;
     bool tool_call;    /* the grammar spells <tool_call> ... </tool_call> */
+    bool raw;          /* no free whitespace around the root value (a choice of raw texts) */
 };
 
 /* Compiles a JSON Schema. NULL with err naming the keyword (and its JSON pointer) on failure. */
@@ -90,6 +91,11 @@ struct gram *gram_compile_json_object(struct ms_err *err);
  * one of names[] and whose arguments follow that function's parameters schema (NULL: any object). */
 struct gram *gram_compile_tool_call(int n, const char *const *names, const struct cJSON *const *params,
                                     struct ms_err *err);
+
+/* Exactly one of n texts, as raw bytes (vLLM's guided_choice): 1 <= n <= GRAM_MAX_ENUM, each
+ * text non-empty and at most GRAM_MAX_CHOICE_BYTES; else NULL with err saying which. */
+#define GRAM_MAX_CHOICE_BYTES 4096
+struct gram *gram_compile_choice(int n, const char *const *texts, struct ms_err *err);
 
 struct gram *gram_retain(struct gram *g);
 void gram_release(struct gram *g); /* NULL allowed */

@@ -39,33 +39,97 @@ static int schema_grammar(struct oa_request *r, struct gram_cache *cache, const 
     return 0;
 }
 
-/* vLLM's spellings: "guided_json" (a schema, or its JSON text) and {"structured_outputs": {"json"}}. */
-static int vllm_json(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
+/* guided_choice / structured_outputs.choice: a list of non-empty strings, the answer exactly one. */
+static int choice_grammar(struct oa_request *r, struct gram_cache *cache, const cJSON *list, const char *param,
+                          struct oa_error *e)
 {
-    const cJSON *so = cJSON_GetObjectItemCaseSensitive(r->root, "structured_outputs");
-    const cJSON *gj = cJSON_GetObjectItemCaseSensitive(r->root, "guided_json");
-    const char *param = "guided_json";
-    if (so && !cJSON_IsNull(so)) {
-        for (const cJSON *k = cJSON_IsObject(so) ? so->child : NULL; k; k = k->next)
-            if (strcmp(k->string, "json"))
-                return oa_error_set(e, 400, "structured_outputs", NULL, "'structured_outputs.%s' is not supported (only 'json' is)", k->string);
-        gj = cJSON_GetObjectItemCaseSensitive(so, "json");
-        param = "structured_outputs";
-        if (!gj) return oa_error_set(e, 400, param, NULL, "'structured_outputs' must be {\"json\": schema}");
+    int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : 0;
+    if (n < 1 || n > GRAM_MAX_ENUM)
+        return oa_error_set(e, 400, param, NULL, "'%s' must be a list of 1 to %d strings", param, GRAM_MAX_ENUM);
+    const char **texts = calloc((size_t)n, sizeof *texts);
+    if (!texts) return oa_error_set(e, 500, NULL, NULL, "out of memory");
+    int k = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, list)
+    {
+        if (!cJSON_IsString(it)) {
+            free(texts);
+            return oa_error_set(e, 400, param, NULL, "'%s' must be a list of strings", param);
+        }
+        texts[k++] = it->valuestring;
     }
-    if (!gj || cJSON_IsNull(gj)) return 0;
-    cJSON *parsed = cJSON_IsString(gj) ? cJSON_Parse(gj->valuestring) : NULL;
-    const cJSON *schema = parsed ? parsed : gj;
+    char *text = cJSON_PrintUnformatted(list);
+    size_t len = text ? strlen(text) + 8 : 0;
+    char *key = text ? malloc(len) : NULL;
+    if (key) snprintf(key, len, "choice:%s", text);
+    free(text);
+    struct ms_err err = {{0}};
+    struct gram *g = key && cache ? gram_cache_get(cache, key) : NULL;
+    if (!g && key && (g = gram_compile_choice(n, texts, &err)) && cache) gram_cache_put(cache, key, g);
+    free(texts);
+    free(key);
+    r->grammar = g;
+    if (!g)
+        return oa_error_set(e, err.msg[0] && !strstr(err.msg, "out of memory") ? 400 : 500, param, NULL,
+                            "'%s': %s", param, err.msg[0] ? err.msg : "out of memory");
+    return 0;
+}
+
+/* A JSON Schema given as an object or as its JSON text (vLLM takes both). */
+static int json_grammar(struct oa_request *r, struct gram_cache *cache, const cJSON *v, const char *param,
+                        struct oa_error *e)
+{
+    cJSON *parsed = cJSON_IsString(v) ? cJSON_Parse(v->valuestring) : NULL;
+    const cJSON *schema = parsed ? parsed : v;
     int rc = cJSON_IsObject(schema) ? schema_grammar(r, cache, schema, param, e)
                                     : oa_error_set(e, 400, param, NULL, "'%s' must be a JSON Schema object", param);
     cJSON_Delete(parsed);
     return rc;
 }
 
+/* vLLM's spellings: "guided_json" (a schema, or its JSON text), "guided_choice" (a list of
+ * strings), and {"structured_outputs": {"json" | "choice" | "json_object": true}}. */
+static int vllm_structured(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
+{
+    const cJSON *so = cJSON_GetObjectItemCaseSensitive(r->root, "structured_outputs");
+    const cJSON *gj = cJSON_GetObjectItemCaseSensitive(r->root, "guided_json");
+    const cJSON *gc = cJSON_GetObjectItemCaseSensitive(r->root, "guided_choice");
+    /* constraints we cannot enforce are refused, never silently ignored */
+    static const char *const unsupported[] = {"guided_regex", "guided_grammar", "grammar"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, unsupported[i]);
+        if (v && !cJSON_IsNull(v))
+            return oa_error_set(e, 400, unsupported[i], NULL,
+                                "'%s' is not supported (JSON Schema, json_object and guided_choice are)", unsupported[i]);
+    }
+    if (so && !cJSON_IsNull(so)) {
+        if (!cJSON_IsObject(so) || cJSON_GetArraySize(so) != 1)
+            return oa_error_set(e, 400, "structured_outputs", NULL,
+                                "'structured_outputs' must be an object with one of 'json', 'choice' or 'json_object'");
+        const cJSON *k = so->child;
+        if (!strcmp(k->string, "json")) return json_grammar(r, cache, k, "structured_outputs", e);
+        if (!strcmp(k->string, "choice")) return choice_grammar(r, cache, k, "structured_outputs", e);
+        if (!strcmp(k->string, "json_object") && cJSON_IsTrue(k)) {
+            struct ms_err err = {{0}};
+            if (!(r->grammar = cached(cache, "json_object", NULL, 0, NULL, NULL, &err)))
+                return oa_error_set(e, 500, NULL, NULL, "out of memory");
+            return 0;
+        }
+        return oa_error_set(e, 400, "structured_outputs", NULL,
+                            "'structured_outputs.%s' is not supported (json, choice and json_object: true are)",
+                            k->string);
+    }
+    if (gj && !cJSON_IsNull(gj) && gc && !cJSON_IsNull(gc))
+        return oa_error_set(e, 400, "guided_choice", NULL, "give one of 'guided_json' and 'guided_choice'");
+    if (gc && !cJSON_IsNull(gc)) return choice_grammar(r, cache, gc, "guided_choice", e);
+    if (gj && !cJSON_IsNull(gj)) return json_grammar(r, cache, gj, "guided_json", e);
+    return 0;
+}
+
 static int response_format(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
 {
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(r->root, "response_format");
-    if (!rf || cJSON_IsNull(rf)) return vllm_json(r, cache, e);
+    if (!rf || cJSON_IsNull(rf)) return vllm_structured(r, cache, e);
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
     if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
         return oa_error_set(e, 400, "response_format", NULL, "'response_format' must be an object with a 'type'");

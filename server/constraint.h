@@ -4,8 +4,9 @@
  * {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}; tool_choice "required"
  * or {"type": "function", "function": {"name"}} with tools: exactly one Qwen3 <tool_call> whose
  * arguments follow that function's parameters (the named one, or any of them). tool_choice
- * "auto" / "none" leave the answer free. A schema that cannot be enforced is a 400 naming the
- * keyword. Grammars are cached by their source text (CONSTRAINT_CACHE_SIZE of them).
+ * "auto" / "none" leave the answer free. vLLM's spellings too: guided_json, guided_choice (the
+ * answer is exactly one of a list of strings), structured_outputs {json | choice | json_object}.
+ * A schema that cannot be enforced is a 400 naming the keyword. Grammars are cached by their source text (CONSTRAINT_CACHE_SIZE of them).
  *
  * Any thread. */
 #ifndef MS_SERVER_CONSTRAINT_H

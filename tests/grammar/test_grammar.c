@@ -136,6 +136,24 @@ static void test_errors(void)
     }
 }
 
+static void test_choice(void)
+{
+    struct ms_err err = {{0}};
+    const char *texts[] = {"yes", "no", "not sure", "no"};
+    struct gram *g = gram_compile_choice(4, texts, &err);
+    test_cond("choice compiles", g != NULL);
+    if (g) {
+        test_cond("each choice", matches(g, "yes") && matches(g, "no") && matches(g, "not sure"));
+        test_cond("a prefix of a longer choice is also a choice", prefix_ok(g, "not") && !matches(g, "not"));
+        test_cond("nothing else", !prefix_ok(g, "maybe") && !matches(g, "yes ") && !matches(g, "\"yes\"") &&
+                                      !matches(g, ""));
+        gram_release(g);
+    }
+    const char *empty[] = {"a", ""};
+    test_cond("an empty choice is refused", !gram_compile_choice(2, empty, &err) && strstr(err.msg, "empty"));
+    test_cond("no choices is refused", !gram_compile_choice(0, texts, &err));
+}
+
 static void test_json_object_and_tools(void)
 {
     struct ms_err err = {{0}};
@@ -219,11 +237,13 @@ static void test_mask(const struct tokenizer *tok)
     uint32_t *bits = malloc((size_t)words * sizeof *bits);
     static struct gram_state mirror, scratch;
     int checked = 0, mismatches = 0;
-    for (size_t c = 0; c < sizeof CASES / sizeof *CASES + 2; c++) {
+    for (size_t c = 0; c < sizeof CASES / sizeof *CASES + 3; c++) {
         struct ms_err err = {{0}};
         struct gram *g;
+        const char *choices[] = {"positive", "negative", "neutral", "日本語", " yes"};
         if (c < sizeof CASES / sizeof *CASES) g = compile_text(CASES[c].schema, &err);
         else if (c == sizeof CASES / sizeof *CASES) g = gram_compile_json_object(&err);
+        else if (c == sizeof CASES / sizeof *CASES + 2) g = gram_compile_choice(5, choices, &err);
         else {
             cJSON *p = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\",\"maxLength\":5}},\"required\":[\"q\"]}");
             const char *nm[] = {"search"};
@@ -283,6 +303,7 @@ int main(int argc, char **argv)
     test_cases();
     test_errors();
     test_json_object_and_tools();
+    test_choice();
     if (argc > 1) {
         struct ms_err err = {{0}};
         struct tokenizer *tok = tok_load(argv[1], &err);

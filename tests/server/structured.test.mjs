@@ -231,3 +231,32 @@ test("vLLM's guided_json and structured_outputs.json", async () => {
   assert.equal(bad.status, 400);
   assert.equal(bad.json.error.param, 'structured_outputs');
 });
+
+test("vLLM's guided_choice and structured_outputs.choice: exactly one of the strings", async () => {
+  const choices = ['positive', 'negative', 'neutral', 'mixed feelings'];
+  const seen = new Set();
+  for (const [i, extra] of [{ guided_choice: choices }, { structured_outputs: { choice: choices } }].entries()) {
+    for (let seed = 0; seed < 6; seed++) {
+      const { status, json } = await chat({ ...extra, temperature: 1, seed: seed + 10 * i, max_tokens: 20 });
+      assert.equal(status, 200, JSON.stringify(json));
+      assert.equal(json.choices[0].finish_reason, 'stop', JSON.stringify(json));
+      assert.ok(choices.includes(json.choices[0].message.content), JSON.stringify(json.choices[0].message.content));
+      seen.add(json.choices[0].message.content);
+    }
+  }
+  assert.ok(seen.size >= 2, `sampling picks different choices: ${[...seen]}`);
+  const r = await fetch(srv.base + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'The answer is', guided_choice: ['A', 'B'], max_tokens: 5, temperature: 0 }) });
+  const j = await r.json();
+  assert.equal(r.status, 200, JSON.stringify(j));
+  assert.ok(['A', 'B'].includes(j.choices[0].text), j.choices[0].text);
+  for (const [body, param] of [[{ guided_choice: [] }, 'guided_choice'], [{ guided_choice: ['a', 1] }, 'guided_choice'],
+    [{ guided_choice: ['a', ''] }, 'guided_choice'], [{ structured_outputs: { choice: 'a' } }, 'structured_outputs'],
+    [{ guided_choice: ['a'], guided_json: { type: 'object' } }, 'guided_choice'],
+    [{ guided_regex: '[a-z]+' }, 'guided_regex'], [{ guided_grammar: 'root ::= "a"' }, 'guided_grammar'],
+    [{ grammar: 'root ::= "a"' }, 'grammar']]) {
+    const bad = await chat(body);
+    assert.equal(bad.status, 400, JSON.stringify(body));
+    assert.equal(bad.json.error.param, param, JSON.stringify(bad.json));
+  }
+});
