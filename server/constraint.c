@@ -21,14 +21,21 @@ static struct gram *cached(struct gram_cache *cache, const char *key, const cJSO
     return g;
 }
 
+/* The cache key of a grammar made from `v`: "<kind>:<v as compact JSON>" (malloc'd; NULL: out of memory). */
+static char *cache_key(const char *kind, const cJSON *v)
+{
+    char *text = cJSON_PrintUnformatted(v);
+    size_t n = text ? strlen(kind) + strlen(text) + 2 : 0;
+    char *key = text ? malloc(n) : NULL;
+    if (key) snprintf(key, n, "%s:%s", kind, text);
+    free(text);
+    return key;
+}
+
 static int schema_grammar(struct oa_request *r, struct gram_cache *cache, const cJSON *schema, const char *param,
                           struct oa_error *e)
 {
-    char *text = cJSON_PrintUnformatted(schema);
-    size_t n = text ? strlen(text) + 8 : 0;
-    char *key = text ? malloc(n) : NULL;
-    if (key) snprintf(key, n, "schema:%s", text);
-    free(text);
+    char *key = cache_key("schema", schema);
     if (!key) return oa_error_set(e, 500, NULL, NULL, "out of memory");
     struct ms_err err = {{0}};
     r->grammar = cached(cache, key, schema, 0, NULL, NULL, &err);
@@ -58,11 +65,7 @@ static int choice_grammar(struct oa_request *r, struct gram_cache *cache, const 
         }
         texts[k++] = it->valuestring;
     }
-    char *text = cJSON_PrintUnformatted(list);
-    size_t len = text ? strlen(text) + 8 : 0;
-    char *key = text ? malloc(len) : NULL;
-    if (key) snprintf(key, len, "choice:%s", text);
-    free(text);
+    char *key = cache_key("choice", list);
     struct ms_err err = {{0}};
     struct gram *g = key && cache ? gram_cache_get(cache, key) : NULL;
     if (!g && key && (g = gram_compile_choice(n, texts, &err)) && cache) gram_cache_put(cache, key, g);
@@ -94,14 +97,6 @@ static int vllm_structured(struct oa_request *r, struct gram_cache *cache, struc
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(r->root, "structured_outputs");
     const cJSON *gj = cJSON_GetObjectItemCaseSensitive(r->root, "guided_json");
     const cJSON *gc = cJSON_GetObjectItemCaseSensitive(r->root, "guided_choice");
-    /* constraints we cannot enforce are refused, never silently ignored */
-    static const char *const unsupported[] = {"guided_regex", "guided_grammar", "grammar"};
-    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, unsupported[i]);
-        if (v && !cJSON_IsNull(v))
-            return oa_error_set(e, 400, unsupported[i], NULL,
-                                "'%s' is not supported (JSON Schema, json_object and guided_choice are)", unsupported[i]);
-    }
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so) || cJSON_GetArraySize(so) != 1)
             return oa_error_set(e, 400, "structured_outputs", NULL,
@@ -183,12 +178,8 @@ static int forced_tool_call(struct oa_request *r, struct gram_cache *cache, stru
         cJSON_Delete(keyj);
         return oa_error_set(e, 400, "tool_choice", NULL, "'tool_choice' names '%s', which is not in 'tools'", r->tool_name);
     }
-    char *text = cJSON_PrintUnformatted(keyj);
+    char *key = cache_key("tools", keyj);
     cJSON_Delete(keyj);
-    size_t len = text ? strlen(text) + 8 : 0;
-    char *key = text ? malloc(len) : NULL;
-    if (key) snprintf(key, len, "tools:%s", text);
-    free(text);
     if (!key) return oa_error_set(e, 500, NULL, NULL, "out of memory");
     struct ms_err err = {{0}};
     r->grammar = cached(cache, key, NULL, n, names, params, &err);
@@ -202,6 +193,14 @@ static int forced_tool_call(struct oa_request *r, struct gram_cache *cache, stru
 int constraint_compile(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
 {
     r->grammar = NULL;
+    /* constraints we cannot enforce are refused, whatever else the request asks: never ignored */
+    static const char *const unsupported[] = {"guided_regex", "guided_grammar", "grammar"};
+    for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, unsupported[i]);
+        if (v && !cJSON_IsNull(v))
+            return oa_error_set(e, 400, unsupported[i], NULL,
+                                "'%s' is not supported (JSON Schema, json_object and guided_choice are)", unsupported[i]);
+    }
     if (r->route == OA_ROUTE_CHAT && r->has_tools &&
         (r->tool_choice == OA_TOOL_CHOICE_REQUIRED || r->tool_choice == OA_TOOL_CHOICE_NAMED))
         return forced_tool_call(r, cache, e);

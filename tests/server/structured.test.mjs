@@ -254,7 +254,8 @@ test("vLLM's guided_choice and structured_outputs.choice: exactly one of the str
     [{ guided_choice: ['a', ''] }, 'guided_choice'], [{ structured_outputs: { choice: 'a' } }, 'structured_outputs'],
     [{ guided_choice: ['a'], guided_json: { type: 'object' } }, 'guided_choice'],
     [{ guided_regex: '[a-z]+' }, 'guided_regex'], [{ guided_grammar: 'root ::= "a"' }, 'guided_grammar'],
-    [{ grammar: 'root ::= "a"' }, 'grammar']]) {
+    [{ grammar: 'root ::= "a"' }, 'grammar'],
+    [{ guided_regex: 'a+', response_format: { type: 'json_object' } }, 'guided_regex']]) {
     const bad = await chat(body);
     assert.equal(bad.status, 400, JSON.stringify(body));
     assert.equal(bad.json.error.param, param, JSON.stringify(bad.json));
