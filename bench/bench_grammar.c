@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/ms_common.h"
+#include "grammar/gram_match.h"
 #include "grammar/gram_schema.h"
 #include "grammar/gram_vocab.h"
 #include "tokenizer/tokenizer.h"
@@ -67,10 +68,18 @@ int main(int argc, char **argv)
         cJSON_Delete(js);
         for (int w = 0; w < walks; w++) {
             struct gram_matcher *m = gram_matcher_create(g, v, &err);
+            static struct gram_state mirror, scratch;
+            gram_state_init(&mirror, g);
             for (int step = 0; step < 200 && nt < cap; step++) {
                 double m0 = ms_now();
                 gram_matcher_mask(m, bits);
                 times[nt++] = ms_now() - m0;
+                {
+                    const struct gram_frame *f = &mirror.f[mirror.len[0] - 1];
+                    int kind = f->node < 0 ? 9 : (int)g->nodes[f->node].kind;
+                    int cls = mirror.n > 1 ? 99 : kind * 10 + (f->phase > 9 ? 9 : f->phase);
+                    if (getenv("BG_TRACE")) printf("T %zu %d %.1f\n", s, cls, times[nt - 1] * 1e6);
+                }
                 int pick = -1;
                 for (int tries = 0; tries < 1000000 && pick < 0; tries++) {
                     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -79,6 +88,9 @@ int main(int argc, char **argv)
                 }
                 if (pick < 0 || pick == eos) break;
                 gram_matcher_accept(m, pick);
+                size_t pl;
+                const char *pb = tok_id_to_bytes(tok, pick, &pl);
+                gram_state_feed_bytes(g, &mirror, (const uint8_t *)pb, (int)pl, &scratch);
             }
             gram_matcher_destroy(m);
         }

@@ -1,5 +1,6 @@
 #include "grammar/gram_match.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #define EOF_BYTE 256 /* fed by gram_state_complete: accepted only where the text may end */
@@ -536,4 +537,56 @@ bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, in
     if (n->kind != GRAM_OBJECT || f->phase != 2 || n->additional < 0 || (!(f->flags & 2) && f->lo < f->hi)) return false;
     *room = GRAM_MAX_FREE_KEY - f->off;
     return true;
+}
+
+bool gram_state_close_string(const struct gram *g, const struct gram_state *s, struct gram_state *out, int *count,
+                             int *min_len)
+{
+    int room;
+    if (!gram_state_in_plain_string(g, s, &room)) return false;
+    struct gram_state met;
+    gram_state_copy(&met, s);
+    struct gram_frame *f = &met.f[met.len[0] - 1];
+    const struct gram_node *n = &g->nodes[f->node];
+    *count = f->count;
+    *min_len = n->min_len;
+    if (f->count < n->min_len) f->count = n->min_len; /* the closing quote reads nothing else */
+    return feed(g, &met, '"', out);
+}
+
+/* A frame with the fields its node will never read again zeroed (see step_string, step_object,
+ * step_array): states that differ only there accept the same texts. Kinds not listed here are
+ * kept whole, which is always exact. */
+static void canonical_frame(const struct gram *g, struct gram_frame *f)
+{
+    if (f->node < 0) return;
+    const struct gram_node *n = &g->nodes[f->node];
+    if (n->kind == GRAM_STRING && n->format == GRAM_FMT_NONE && f->phase > 0) {
+        f->ws = f->flags = 0;
+        f->val = 0;
+        if (!f->pend) f->lo = f->hi = 0;
+        if (f->phase != 3) f->off = 0;
+        if (n->max_len < 0 && f->count > n->min_len) f->count = n->min_len; /* only `count >= min_len` is read */
+    } else if (n->kind == GRAM_OBJECT && f->phase != 2) {
+        f->lo = f->hi = f->off = 0;
+        f->pend = 0;
+        if (f->phase == 1) f->flags &= 1, f->val = 0;  /* bit 0: after ','; the key starts afresh */
+        else if (f->phase == 5) f->flags = 0, f->val = 0; /* val was read when the value ended */
+        else if (f->phase >= 3) f->flags = 0;
+    } else if (n->kind == GRAM_ARRAY) {
+        f->lo = f->hi = f->off = 0;
+        f->flags = f->pend = 0;
+        f->val = 0;
+    }
+}
+
+size_t gram_state_key(const struct gram *g, const struct gram_state *s, struct gram_state *key)
+{
+    int frames = total_frames(s);
+    memset(key, 0, offsetof(struct gram_state, f)); /* unused lengths and padding too */
+    key->n = s->n;
+    memcpy(key->len, s->len, (size_t)s->n * sizeof *s->len);
+    memcpy(key->f, s->f, (size_t)frames * sizeof *s->f);
+    for (int i = 0; i < frames; i++) canonical_frame(g, &key->f[i]);
+    return offsetof(struct gram_state, f) + (size_t)frames * sizeof *s->f;
 }

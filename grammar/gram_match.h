@@ -54,6 +54,18 @@ bool gram_state_in_plain_string(const struct gram *g, const struct gram_state *s
  * gram_free_key_byte bytes is allowed, up to *room of them. */
 bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, int *room);
 
+/* For a state where gram_state_in_plain_string holds: out = the state just after the string's
+ * closing quote, as if its minimum length were met (nothing else about the string is read
+ * there); *count = code points written so far, *min_len the string's minimum. False otherwise. */
+bool gram_state_close_string(const struct gram *g, const struct gram_state *s, struct gram_state *out, int *count,
+                             int *min_len);
+
+/* A canonical copy of s in key, to compare as bytes: returns how many leading bytes of *key
+ * count (padding and unused lengths are zeroed). States with equal keys accept exactly the same byte strings: fields a frame will never read again
+ * (stale key bounds after a key, an unbounded string's length past its minimum) are zeroed,
+ * everything else is kept. Used to cache token masks by state. */
+size_t gram_state_key(const struct gram *g, const struct gram_state *s, struct gram_state *key);
+
 /* The bytes an extra property's name is made of: printable ASCII except '"' and '\\'. */
 bool gram_free_key_byte(int b);
 

@@ -1,5 +1,6 @@
 #include "grammar/gram_vocab.h"
 
+#include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,32 +14,57 @@ struct trie {
     int n, cap;
 };
 
+/* A set of tokens each with a weight (code points, or bytes), so that "the tokens of weight at
+ * most r" is a copy of a precomputed bitmask for small r, and the full set minus a short tail
+ * of heavy tokens otherwise. */
+#define GRADE_TABLE 16
+struct graded {
+    int n, max_weight;
+    int32_t *tok, *weight;     /* sorted by weight, ascending */
+    uint32_t *all;             /* every token of the set */
+    uint32_t *upto[GRADE_TABLE]; /* weight <= r */
+};
+
 struct gram_vocab {
     int n_tokens, max_len;
+    size_t words;              /* uint32 words of a mask */
     uint8_t *kind;
     int32_t *tok_next;         /* per token: the next token on the same trie node */
-    int32_t *tok_next_rest;    /* the same for the `rest` trie */
     struct trie all;           /* every TEXT / TOOL token */
-    struct trie rest;          /* those that are not plain string characters */
-    int32_t *plain;            /* tokens made of plain string characters only */
-    int32_t *plain_chars;      /* their code point counts */
-    int n_plain;
-    uint32_t *plain_bits;      /* the plain tokens as a bitmask */
-    struct trie nonkey;        /* tokens not made only of gram_free_key_byte bytes */
+    /* Inside a string's plain text, the TEXT tokens fall in three classes, found at creation by
+     * running each through an unbounded string (so they do not depend on the grammar): */
+    struct graded body;        /* stay inside the string: weight = characters started */
+    struct trie close;         /* close it: the trie of what follows the quote, */
+    int32_t *tok_next_close;
+    int32_t *close_chars;      /* per token: characters before the quote */
+    struct trie misc;          /* TOOL tokens: walked as they are (the rest is never allowed) */
+    int32_t *tok_next_misc;
+    struct graded key;         /* tokens made only of gram_free_key_byte bytes, weight = bytes */
+    struct trie nonkey;        /* the other TEXT / TOOL tokens */
     int32_t *tok_next_nonkey;
-    int32_t *key;              /* tokens made only of those bytes, */
-    int32_t *key_len;          /* and their lengths */
-    int n_key;
     int32_t *other;            /* the tokens that are not TEXT */
     int n_other;
     char *text;                /* every token's bytes, token i at text + off[i] */
     size_t *off;               /* [n_tokens + 1] */
 };
 
+/* Masks already computed, by canonical state (gram_state_key): exact, since a mask is a
+ * function of the state alone. Bounded: the least recently used entry is replaced. */
+#define MASK_CACHE 32
+struct mask_entry {
+    uint64_t hash, used;
+    size_t len;                /* 0: empty */
+    uint8_t *key;
+    uint32_t *bits;
+};
+
 struct gram_matcher {
     struct gram *g;
     const struct gram_vocab *v;
-    struct gram_state *lvl;    /* [max_len + 1]: the state after each depth of the trie walk */
+    struct gram_state *lvl;    /* [max_len + 3]: the state after each depth of the trie walk */
+    struct gram_state key;     /* scratch: the canonical current state */
+    struct mask_entry cache[MASK_CACHE];
+    uint64_t tick;
 };
 
 static int trie_node(struct trie *t)
@@ -89,30 +115,106 @@ static void trie_free(struct trie *t)
     free(t->byte);
 }
 
-/* Code points of s if it is whole UTF-8 characters none of which needs escaping in a JSON
- * string; -1 otherwise. */
-static int plain_chars(const uint8_t *s, size_t len)
+static int cmp_weight(const void *a, const void *b)
 {
-    int n = 0;
-    for (size_t i = 0; i < len; n++) {
-        uint8_t b = s[i];
-        if (b < 0x80) {
-            if (b < 0x20 || b == '"' || b == '\\') return -1;
-            i++;
+    const int32_t *x = a, *y = b; /* (weight, token) pairs */
+    return x[0] != y[0] ? (x[0] > y[0]) - (x[0] < y[0]) : (x[1] > y[1]) - (x[1] < y[1]);
+}
+
+/* g->tok / weight hold n unsorted pairs; sorts them and builds the bitmasks. */
+static int graded_finish(struct graded *g, size_t words)
+{
+    int32_t *pairs = malloc(((size_t)g->n + 1) * 2 * sizeof *pairs);
+    if (!pairs || !(g->all = calloc(words, sizeof *g->all))) return free(pairs), -1;
+    for (int i = 0; i < g->n; i++) pairs[2 * i] = g->weight[i], pairs[2 * i + 1] = g->tok[i];
+    qsort(pairs, (size_t)g->n, 2 * sizeof *pairs, cmp_weight);
+    for (int i = 0; i < g->n; i++) g->weight[i] = pairs[2 * i], g->tok[i] = pairs[2 * i + 1];
+    free(pairs);
+    g->max_weight = g->n ? g->weight[g->n - 1] : 0;
+    int k = 0;
+    for (int r = 0; r < GRADE_TABLE; r++) {
+        if (!(g->upto[r] = malloc(words * sizeof *g->upto[r]))) return -1;
+        if (r == 0) memset(g->upto[0], 0, words * sizeof *g->upto[0]);
+        else memcpy(g->upto[r], g->upto[r - 1], words * sizeof *g->upto[r]);
+        for (; k < g->n && g->weight[k] <= r; k++) g->upto[r][g->tok[k] >> 5] |= 1u << (g->tok[k] & 31);
+    }
+    for (int i = 0; i < g->n; i++) g->all[g->tok[i] >> 5] |= 1u << (g->tok[i] & 31);
+    return 0;
+}
+
+static void graded_free(struct graded *g)
+{
+    free(g->tok);
+    free(g->weight);
+    free(g->all);
+    for (int r = 0; r < GRADE_TABLE; r++) free(g->upto[r]);
+}
+
+/* bits = the tokens of weight <= room (-1: all) */
+static void graded_mask(const struct graded *g, int room, uint32_t *bits, size_t words)
+{
+    if (room >= 0 && room < GRADE_TABLE) {
+        memcpy(bits, g->upto[room], words * sizeof *bits);
+        return;
+    }
+    memcpy(bits, g->all, words * sizeof *bits);
+    for (int k = g->n - 1; room >= 0 && k >= 0 && g->weight[k] > room; k--)
+        bits[g->tok[k] >> 5] &= ~(1u << (g->tok[k] & 31));
+}
+
+/* Where token s goes in a plain string: 0 body (*chars started), 1 closes it (*chars before the
+ * quote, *suffix = bytes after it), -1 refused inside the string. str: the state just inside
+ * an unbounded string's opening quote. */
+static int string_class(const struct gram *g, const struct gram_state *str, const uint8_t *s, size_t len,
+                        int *chars, size_t *suffix, struct gram_state *a, struct gram_state *b)
+{
+    gram_state_copy(a, str);
+    for (size_t i = 0; i < len; i++) {
+        const struct gram_frame *f = &a->f[a->len[0] - 1];
+        int before = f->count;
+        if (!gram_state_feed(g, a, s[i], b)) return -1;
+        if (b->len[0] == 1) return *chars = before, *suffix = i + 1, 1; /* the string frame popped */
+        struct gram_state *t = a;
+        a = b, b = t;
+    }
+    const struct gram_frame *f = &a->f[a->len[0] - 1];
+    *chars = f->count + (f->phase == 2 || f->phase == 3); /* an escape counts when it ends */
+    return 0;
+}
+
+static int classify_strings(struct gram_vocab *v, struct ms_err *err)
+{
+    cJSON *schema = cJSON_Parse("{\"type\":\"string\"}");
+    struct gram *g = schema ? gram_compile_json_schema(schema, err) : NULL;
+    cJSON_Delete(schema);
+    struct gram_state *st = malloc(3 * sizeof *st);
+    int rc = -1;
+    if (!g || !st) goto out;
+    gram_state_init(&st[0], g);
+    if (!gram_state_feed(g, &st[0], '"', &st[1])) goto out;
+    gram_state_copy(&st[0], &st[1]);
+    for (int i = 0; i < v->n_tokens; i++) {
+        if (v->kind[i] == GRAM_TOK_TOOL) {
+            if (trie_insert(&v->misc, (const uint8_t *)v->text + v->off[i], v->off[i + 1] - v->off[i], i, v->tok_next_misc) < 0) goto out;
             continue;
         }
-        int k = b >= 0xC2 && b <= 0xDF ? 1 : b >= 0xE0 && b <= 0xEF ? 2 : b >= 0xF0 && b <= 0xF4 ? 3 : -1;
-        if (k < 0 || i + (size_t)k >= len) return -1;
-        uint8_t lo = 0x80, hi = 0xBF;
-        if (b == 0xE0) lo = 0xA0;
-        if (b == 0xED) hi = 0x9F;
-        if (b == 0xF0) lo = 0x90;
-        if (b == 0xF4) hi = 0x8F;
-        for (int j = 1; j <= k; j++, lo = 0x80, hi = 0xBF)
-            if (s[i + (size_t)j] < lo || s[i + (size_t)j] > hi) return -1;
-        i += (size_t)k + 1;
+        if (v->kind[i] != GRAM_TOK_TEXT) continue;
+        const uint8_t *s = (const uint8_t *)v->text + v->off[i];
+        size_t len = v->off[i + 1] - v->off[i], suffix = 0;
+        int chars = 0, cls = string_class(g, &st[0], s, len, &chars, &suffix, &st[1], &st[2]);
+        if (cls == 0) {
+            v->body.tok[v->body.n] = i;
+            v->body.weight[v->body.n++] = chars;
+        } else if (cls == 1) {
+            v->close_chars[i] = chars;
+            if (trie_insert(&v->close, s + suffix, len - suffix, i, v->tok_next_close) < 0) goto out;
+        }
     }
-    return n;
+    rc = graded_finish(&v->body, v->words);
+out:
+    free(st);
+    gram_release(g);
+    return rc;
 }
 
 struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, const size_t *lens,
@@ -120,19 +222,26 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
 {
     struct gram_vocab *v = calloc(1, sizeof *v);
     if (!v) goto nomem;
+    size_t nt = (size_t)n_tokens + 1;
     v->n_tokens = n_tokens;
-    v->kind = malloc((size_t)n_tokens + 1);
-    v->tok_next = malloc(((size_t)n_tokens + 1) * sizeof *v->tok_next);
-    v->tok_next_rest = malloc(((size_t)n_tokens + 1) * sizeof *v->tok_next_rest);
-    v->plain = malloc(((size_t)n_tokens + 1) * sizeof *v->plain);
-    v->plain_chars = malloc(((size_t)n_tokens + 1) * sizeof *v->plain_chars);
-    v->off = malloc(((size_t)n_tokens + 1) * sizeof *v->off);
-    v->plain_bits = calloc(((size_t)n_tokens + 31) / 32 + 1, sizeof *v->plain_bits);
-    v->other = malloc(((size_t)n_tokens + 1) * sizeof *v->other);
-    v->tok_next_nonkey = malloc(((size_t)n_tokens + 1) * sizeof *v->tok_next_nonkey);
-    v->key = malloc(((size_t)n_tokens + 1) * sizeof *v->key);
-    v->key_len = malloc(((size_t)n_tokens + 1) * sizeof *v->key_len);
-    if (!v->tok_next_nonkey || !v->key || !v->key_len || trie_node(&v->nonkey) < 0 || !v->plain_bits || !v->other || !v->kind || !v->tok_next || !v->tok_next_rest || !v->plain || !v->plain_chars || !v->off) goto nomem;
+    v->words = ((size_t)n_tokens + 31) / 32;
+    v->kind = malloc(nt);
+    v->tok_next = malloc(nt * sizeof *v->tok_next);
+    v->tok_next_close = malloc(nt * sizeof *v->tok_next_close);
+    v->tok_next_misc = malloc(nt * sizeof *v->tok_next_misc);
+    v->close_chars = malloc(nt * sizeof *v->close_chars);
+    v->body.tok = malloc(nt * sizeof *v->body.tok);
+    v->body.weight = malloc(nt * sizeof *v->body.weight);
+    v->key.tok = malloc(nt * sizeof *v->key.tok);
+    v->key.weight = malloc(nt * sizeof *v->key.weight);
+    v->off = malloc(nt * sizeof *v->off);
+    v->other = malloc(nt * sizeof *v->other);
+    v->tok_next_nonkey = malloc(nt * sizeof *v->tok_next_nonkey);
+    if (!v->kind || !v->tok_next || !v->tok_next_close || !v->tok_next_misc || !v->close_chars || !v->body.tok ||
+        !v->body.weight || !v->key.tok || !v->key.weight || !v->off || !v->other || !v->tok_next_nonkey)
+        goto nomem;
+    if (trie_node(&v->all) < 0 || trie_node(&v->nonkey) < 0 || trie_node(&v->close) < 0 || trie_node(&v->misc) < 0)
+        goto nomem;
     size_t total = 0;
     for (int i = 0; i < n_tokens; i++) total += bytes[i] ? lens[i] : 0;
     if (!(v->text = malloc(total + 1))) goto nomem;
@@ -142,7 +251,6 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
         if (bytes[i]) memcpy(v->text + total, bytes[i], lens[i]), total += lens[i];
     }
     v->off[n_tokens] = total;
-    if (trie_node(&v->all) < 0 || trie_node(&v->rest) < 0) goto nomem;
     for (int i = 0; i < n_tokens; i++) {
         v->kind[i] = kinds[i];
         if ((kinds[i] != GRAM_TOK_TEXT && kinds[i] != GRAM_TOK_TOOL) || !bytes[i] || lens[i] == 0) {
@@ -155,20 +263,14 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
         bool keyish = kinds[i] == GRAM_TOK_TEXT;
         for (size_t k = 0; k < lens[i] && keyish; k++) keyish = gram_free_key_byte(s[k]);
         if (keyish) {
-            v->key[v->n_key] = i;
-            v->key_len[v->n_key++] = (int)lens[i];
+            v->key.tok[v->key.n] = i;
+            v->key.weight[v->key.n++] = (int)lens[i];
         } else if (trie_insert(&v->nonkey, s, lens[i], i, v->tok_next_nonkey) < 0) {
             goto nomem;
         }
-        int pc = kinds[i] == GRAM_TOK_TEXT ? plain_chars(s, lens[i]) : -1;
-        if (pc >= 0) {
-            v->plain_bits[i >> 5] |= 1u << (i & 31);
-            v->plain[v->n_plain] = i;
-            v->plain_chars[v->n_plain++] = pc;
-        } else if (trie_insert(&v->rest, s, lens[i], i, v->tok_next_rest) < 0) {
-            goto nomem;
-        }
     }
+    if (graded_finish(&v->key, v->words) < 0) goto nomem;
+    if (classify_strings(v, err) < 0) goto nomem;
     for (int i = 0; i < n_tokens; i++)
         if (v->kind[i] != GRAM_TOK_TEXT) v->other[v->n_other++] = i;
     return v;
@@ -182,19 +284,19 @@ void gram_vocab_destroy(struct gram_vocab *v)
 {
     if (!v) return;
     trie_free(&v->all);
-    trie_free(&v->rest);
+    trie_free(&v->close);
+    trie_free(&v->misc);
+    trie_free(&v->nonkey);
+    graded_free(&v->body);
+    graded_free(&v->key);
     free(v->kind);
     free(v->tok_next);
-    free(v->tok_next_rest);
-    free(v->plain);
-    free(v->plain_chars);
+    free(v->tok_next_close);
+    free(v->tok_next_misc);
+    free(v->close_chars);
+    free(v->tok_next_nonkey);
     free(v->text);
     free(v->off);
-    free(v->plain_bits);
-    trie_free(&v->nonkey);
-    free(v->tok_next_nonkey);
-    free(v->key);
-    free(v->key_len);
     free(v->other);
     free(v);
 }
@@ -222,37 +324,66 @@ void gram_matcher_destroy(struct gram_matcher *m)
 {
     if (!m) return;
     gram_release(m->g);
+    for (int i = 0; i < MASK_CACHE; i++) free(m->cache[i].key), free(m->cache[i].bits);
     free(m->lvl);
     free(m);
 }
 
-static void walk(struct gram_matcher *m, const struct trie *t, const int32_t *next, int node, int d, uint32_t *bits)
+/* Tokens of a close trie pass only if their characters before the quote fit: at most `room`
+ * (-1: any), and with the `count` already written at least `min_len`. */
+struct close_filter {
+    const int32_t *chars;      /* NULL: no filter */
+    int room, count, min_len;
+};
+
+static bool close_ok(const struct close_filter *f, int tok)
+{
+    if (!f->chars) return true;
+    int c = f->chars[tok];
+    return (f->room < 0 || c <= f->room) && f->count + c >= f->min_len;
+}
+
+/* Sets the bits of the tokens under `node` whose bytes m->lvl[d] accepts. */
+static void walk(struct gram_matcher *m, const struct trie *t, const int32_t *next, int node, int d,
+                 const struct close_filter *cf, uint32_t *bits)
 {
     for (int c = t->child[node]; c >= 0; c = t->sibling[c]) {
         if (!gram_state_feed(m->g, &m->lvl[d], t->byte[c], &m->lvl[d + 1])) continue;
-        for (int tok = t->tok_head[c]; tok >= 0; tok = next[tok]) bits[tok >> 5] |= 1u << (tok & 31);
-        if (t->child[c] >= 0) walk(m, t, next, c, d + 1, bits);
+        for (int tok = t->tok_head[c]; tok >= 0; tok = next[tok])
+            if (close_ok(cf, tok)) bits[tok >> 5] |= 1u << (tok & 31);
+        if (t->child[c] >= 0) walk(m, t, next, c, d + 1, cf, bits);
     }
 }
 
-void gram_matcher_mask(struct gram_matcher *m, uint32_t *bits)
+/* Inside a string's plain text: the body tokens that fit, the closing tokens whose rest the
+ * state after the quote accepts, and the TOOL tokens walked as they are. */
+static void mask_plain(struct gram_matcher *m, int room, uint32_t *bits)
 {
     const struct gram_vocab *v = m->v;
-    size_t words = ((size_t)v->n_tokens + 31) / 32;
+    graded_mask(&v->body, room, bits, v->words);
+    struct close_filter cf = {v->close_chars, room, 0, 0};
+    if (gram_state_close_string(m->g, &m->lvl[0], &m->lvl[1], &cf.count, &cf.min_len)) {
+        for (int tok = v->close.tok_head[0]; tok >= 0; tok = v->tok_next_close[tok]) /* the quote ends it */
+            if (close_ok(&cf, tok)) bits[tok >> 5] |= 1u << (tok & 31);
+        walk(m, &v->close, v->tok_next_close, 0, 1, &cf, bits); /* from lvl[1], the state after the quote */
+    }
+    struct close_filter none = {0};
+    walk(m, &v->misc, v->tok_next_misc, 0, 0, &none, bits);
+}
+
+static void compute_mask(struct gram_matcher *m, uint32_t *bits)
+{
+    const struct gram_vocab *v = m->v;
+    struct close_filter none = {0};
     int room;
-    bool plain = gram_state_in_plain_string(m->g, &m->lvl[0], &room);
-    if (plain && room < 0) memcpy(bits, v->plain_bits, words * sizeof *bits);
-    else memset(bits, 0, words * sizeof *bits);
-    if (plain) {
-        for (int i = 0; room >= 0 && i < v->n_plain; i++)
-            if (room < 0 || v->plain_chars[i] <= room) bits[v->plain[i] >> 5] |= 1u << (v->plain[i] & 31);
-        walk(m, &v->rest, v->tok_next_rest, 0, 0, bits);
+    if (gram_state_in_plain_string(m->g, &m->lvl[0], &room)) {
+        mask_plain(m, room, bits);
     } else if (gram_state_in_free_key(m->g, &m->lvl[0], &room)) {
-        for (int i = 0; i < v->n_key; i++)
-            if (v->key_len[i] <= room) bits[v->key[i] >> 5] |= 1u << (v->key[i] & 31);
-        walk(m, &v->nonkey, v->tok_next_nonkey, 0, 0, bits);
+        graded_mask(&v->key, room, bits, v->words);
+        walk(m, &v->nonkey, v->tok_next_nonkey, 0, 0, &none, bits);
     } else {
-        walk(m, &v->all, v->tok_next, 0, 0, bits);
+        memset(bits, 0, v->words * sizeof *bits);
+        walk(m, &v->all, v->tok_next, 0, 0, &none, bits);
     }
     bool complete = gram_state_complete(m->g, &m->lvl[0]);
     for (int k = 0; k < v->n_other; k++) {
@@ -261,6 +392,47 @@ void gram_matcher_mask(struct gram_matcher *m, uint32_t *bits)
         if (!on) bits[i >> 5] &= ~(1u << (i & 31));
         else if (v->kind[i] == GRAM_TOK_END) bits[i >> 5] |= 1u << (i & 31);
     }
+}
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+void gram_matcher_mask_uncached(struct gram_matcher *m, uint32_t *bits) { compute_mask(m, bits); }
+
+void gram_matcher_mask(struct gram_matcher *m, uint32_t *bits)
+{
+    size_t words = m->v->words, len = gram_state_key(m->g, &m->lvl[0], &m->key);
+    const uint8_t *key = (const uint8_t *)&m->key;
+    uint64_t h = hash_bytes(key, len);
+    struct mask_entry *victim = &m->cache[0];
+    m->tick++;
+    for (int i = 0; i < MASK_CACHE; i++) {
+        struct mask_entry *e = &m->cache[i];
+        if (e->len == len && e->hash == h && !memcmp(e->key, key, len)) {
+            e->used = m->tick;
+            memcpy(bits, e->bits, words * sizeof *bits);
+            return;
+        }
+        if (e->used < victim->used) victim = e;
+    }
+    compute_mask(m, bits);
+    /* remember it; on allocation failure the entry just stays empty */
+    uint8_t *k = realloc(victim->key, len);
+    if (k) victim->key = k;
+    if (!victim->bits) victim->bits = malloc(words * sizeof *bits);
+    if (!k || !victim->bits) {
+        victim->len = 0;
+        return;
+    }
+    memcpy(k, key, len);
+    memcpy(victim->bits, bits, words * sizeof *bits);
+    victim->len = len;
+    victim->hash = h;
+    victim->used = m->tick;
 }
 
 int gram_matcher_accept(struct gram_matcher *m, int32_t t)
