@@ -39,9 +39,11 @@ struct gram_vocab {
     int32_t *close_chars;      /* per token: characters before the quote */
     struct trie misc;          /* TOOL tokens: walked as they are (the rest is never allowed) */
     int32_t *tok_next_misc;
-    struct graded key;         /* tokens made only of gram_free_key_byte bytes, weight = bytes */
-    struct trie nonkey;        /* the other TEXT / TOOL tokens */
-    int32_t *tok_next_nonkey;
+    /* Likewise in an extra property's name: */
+    struct graded key;         /* TEXT tokens made only of gram_free_key_byte bytes, weight = bytes */
+    struct trie key_close;     /* key bytes then '"': the trie of what follows the quote, */
+    int32_t *tok_next_key_close;
+    int32_t *key_close_len;    /* per token: the key bytes before it */
     int32_t *other;            /* the tokens that are not TEXT */
     int n_other;
     char *text;                /* every token's bytes, token i at text + off[i] */
@@ -236,11 +238,13 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
     v->key.weight = malloc(nt * sizeof *v->key.weight);
     v->off = malloc(nt * sizeof *v->off);
     v->other = malloc(nt * sizeof *v->other);
-    v->tok_next_nonkey = malloc(nt * sizeof *v->tok_next_nonkey);
+    v->tok_next_key_close = malloc(nt * sizeof *v->tok_next_key_close);
+    v->key_close_len = malloc(nt * sizeof *v->key_close_len);
     if (!v->kind || !v->tok_next || !v->tok_next_close || !v->tok_next_misc || !v->close_chars || !v->body.tok ||
-        !v->body.weight || !v->key.tok || !v->key.weight || !v->off || !v->other || !v->tok_next_nonkey)
+        !v->body.weight || !v->key.tok || !v->key.weight || !v->off || !v->other || !v->tok_next_key_close ||
+        !v->key_close_len)
         goto nomem;
-    if (trie_node(&v->all) < 0 || trie_node(&v->nonkey) < 0 || trie_node(&v->close) < 0 || trie_node(&v->misc) < 0)
+    if (trie_node(&v->all) < 0 || trie_node(&v->key_close) < 0 || trie_node(&v->close) < 0 || trie_node(&v->misc) < 0)
         goto nomem;
     size_t total = 0;
     for (int i = 0; i < n_tokens; i++) total += bytes[i] ? lens[i] : 0;
@@ -260,13 +264,15 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
         const uint8_t *s = (const uint8_t *)bytes[i];
         if ((int)lens[i] > v->max_len) v->max_len = (int)lens[i];
         if (trie_insert(&v->all, s, lens[i], i, v->tok_next) < 0) goto nomem;
-        bool keyish = kinds[i] == GRAM_TOK_TEXT;
-        for (size_t k = 0; k < lens[i] && keyish; k++) keyish = gram_free_key_byte(s[k]);
-        if (keyish) {
+        size_t k = 0;
+        while (k < lens[i] && gram_free_key_byte(s[k])) k++;
+        if (kinds[i] != GRAM_TOK_TEXT) continue; /* TOOL tokens: the misc trie */
+        if (k == lens[i]) {
             v->key.tok[v->key.n] = i;
             v->key.weight[v->key.n++] = (int)lens[i];
-        } else if (trie_insert(&v->nonkey, s, lens[i], i, v->tok_next_nonkey) < 0) {
-            goto nomem;
+        } else if (s[k] == '"') { /* else a byte no free key has: never allowed there */
+            v->key_close_len[i] = (int32_t)k;
+            if (trie_insert(&v->key_close, s + k + 1, lens[i] - k - 1, i, v->tok_next_key_close) < 0) goto nomem;
         }
     }
     if (graded_finish(&v->key, v->words) < 0) goto nomem;
@@ -286,7 +292,7 @@ void gram_vocab_destroy(struct gram_vocab *v)
     trie_free(&v->all);
     trie_free(&v->close);
     trie_free(&v->misc);
-    trie_free(&v->nonkey);
+    trie_free(&v->key_close);
     graded_free(&v->body);
     graded_free(&v->key);
     free(v->kind);
@@ -294,7 +300,8 @@ void gram_vocab_destroy(struct gram_vocab *v)
     free(v->tok_next_close);
     free(v->tok_next_misc);
     free(v->close_chars);
-    free(v->tok_next_nonkey);
+    free(v->tok_next_key_close);
+    free(v->key_close_len);
     free(v->text);
     free(v->off);
     free(v->other);
@@ -371,6 +378,22 @@ static void mask_plain(struct gram_matcher *m, int room, uint32_t *bits)
     walk(m, &v->misc, v->tok_next_misc, 0, 0, &none, bits);
 }
 
+/* Writing an extra property's name: the key tokens that fit, and the closing ones whose rest the
+ * state after the quote accepts (closing a free key reads nothing but that it is free). */
+static void mask_free_key(struct gram_matcher *m, int room, uint32_t *bits)
+{
+    const struct gram_vocab *v = m->v;
+    graded_mask(&v->key, room, bits, v->words);
+    struct close_filter cf = {v->key_close_len, room, 0, 0};
+    if (gram_state_feed(m->g, &m->lvl[0], '"', &m->lvl[1])) {
+        for (int tok = v->key_close.tok_head[0]; tok >= 0; tok = v->tok_next_key_close[tok])
+            if (close_ok(&cf, tok)) bits[tok >> 5] |= 1u << (tok & 31);
+        walk(m, &v->key_close, v->tok_next_key_close, 0, 1, &cf, bits);
+    }
+    struct close_filter none = {0};
+    walk(m, &v->misc, v->tok_next_misc, 0, 0, &none, bits);
+}
+
 static void compute_mask(struct gram_matcher *m, uint32_t *bits)
 {
     const struct gram_vocab *v = m->v;
@@ -379,8 +402,7 @@ static void compute_mask(struct gram_matcher *m, uint32_t *bits)
     if (gram_state_in_plain_string(m->g, &m->lvl[0], &room)) {
         mask_plain(m, room, bits);
     } else if (gram_state_in_free_key(m->g, &m->lvl[0], &room)) {
-        graded_mask(&v->key, room, bits, v->words);
-        walk(m, &v->nonkey, v->tok_next_nonkey, 0, 0, &none, bits);
+        mask_free_key(m, room, bits);
     } else {
         memset(bits, 0, v->words * sizeof *bits);
         walk(m, &v->all, v->tok_next, 0, 0, &none, bits);
