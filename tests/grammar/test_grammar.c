@@ -79,6 +79,11 @@ static const struct tcase CASES[] = {
       "{\"d\":\"2024-02-28\",\"u\":\"123e4567\",\"t\":\"2024-12-01T23:59:00Z\",\"e\":\"a@b.cd\"}",
       "{\"d\":\"2024-02-28\",\"u\":\"123e4567-e89b-12d3-a456-426614174000\",\"t\":\"2024-12-01T24:00:00Z\",\"e\":\"a@b.cd\"}",
       "{\"d\":\"2024-02-28\",\"u\":\"123e4567-e89b-12d3-a456-426614174000\",\"t\":\"2024-12-01T23:59:00Z\",\"e\":\"ab.cd\"}"}},
+    /* a closing quote only past minLength; extra keys of up to GRAM_MAX_FREE_KEY bytes */
+    {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":20}},"
+     "\"required\":[\"s\"],\"additionalProperties\":{\"type\":\"string\"}}",
+     {"{\"s\":\"abc\"}", "{\"s\":\"abcdefghijklmnopqrst\",\"k k\":\"\"}", "{\"s\":\"\\\"\\\"\\\"\"}"},
+     {"{\"s\":\"ab\"}", "{\"s\":\"abcdefghijklmnopqrstu\"}", "{\"s\":\"abc\",\"k\":1}", "{\"s\":\"abc\",\"\\u0041\":\"\"}"}},
     {"{\"type\":[\"number\",\"null\"],\"description\":\"nullable\",\"default\":null,\"title\":\"x\"}",
      {"1", "-0.5", "null", "3e+10", "0.25E-2"},
      {"nul", "1.", "-", ".5", "1e", "\"1\""}},
@@ -298,6 +303,65 @@ static void test_mask(const struct tokenizer *tok)
     gram_vocab_destroy(v);
 }
 
+/* The matcher's mask cache returns masks computed for other states with the same canonical key:
+ * along long random walks (strings long enough to pass their minimum, keys near their bound,
+ * the same states again in later array items), every cached mask must equal a fresh one. */
+static void test_cache(const struct tokenizer *tok)
+{
+    int32_t eos = tok_token_id(tok, "<|im_end|>");
+    struct gram_vocab *v = load_vocab(tok, eos);
+    if (!v) return;
+    int n = gram_vocab_size(v), words = (n + 31) / 32;
+    uint32_t *cached = malloc((size_t)words * sizeof *cached), *fresh = malloc((size_t)words * sizeof *fresh);
+    static const char *const schemas[] = {
+        "{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":3},"
+        "\"t\":{\"type\":\"string\",\"maxLength\":20},\"n\":{\"type\":\"number\"}},\"required\":[\"s\",\"t\",\"n\"],\"additionalProperties\":false}}",
+        "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"array\",\"items\":{\"type\":[\"string\",\"integer\",\"null\"]}}}",
+        "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"minLength\":2,\"maxLength\":4},{\"enum\":[\"abc\",\"abd\",7]},"
+        "{\"type\":\"string\",\"format\":\"date\"}]}}",
+    };
+    int masks = 0, hits_checked = 0, bad = 0;
+    for (size_t c = 0; c < sizeof schemas / sizeof *schemas + 2; c++) {
+        struct ms_err err = {{0}};
+        struct gram *g = c < sizeof schemas / sizeof *schemas ? compile_text(schemas[c], &err)
+                         : c == sizeof schemas / sizeof *schemas ? gram_compile_json_object(&err)
+                                                                 : compile_text(CASES[0].schema, &err);
+        test_cond("cache schema compiles", g != NULL);
+        if (!g) continue;
+        for (int walkno = 0; walkno < 3; walkno++) {
+            struct gram_matcher *m = gram_matcher_create(g, v, &err);
+            for (int step = 0; step < 150; step++) {
+                gram_matcher_mask(m, cached);
+                gram_matcher_mask(m, cached); /* the second is certainly a cache hit */
+                gram_matcher_mask_uncached(m, fresh);
+                masks++;
+                hits_checked++;
+                if (memcmp(cached, fresh, (size_t)words * sizeof *fresh)) {
+                    bad++;
+                    fprintf(stderr, "  cache schema %zu walk %d step %d: cached mask differs\n", c, walkno, step);
+                    break;
+                }
+                int pick = -1;
+                for (int tries = 0; tries < 200000 && pick < 0; tries++) {
+                    int t = (int)(next_rand() % (uint32_t)n);
+                    size_t len = 0;
+                    tok_id_to_bytes(tok, t, &len);
+                    if ((fresh[t >> 5] >> (t & 31) & 1) && (len <= 2 || next_rand() % 8 == 0)) pick = t;
+                }
+                if (pick < 0 || pick == eos) break;
+                test_cond("accept an allowed token", gram_matcher_accept(m, pick) == 0);
+            }
+            gram_matcher_destroy(m);
+        }
+        gram_release(g);
+    }
+    printf("mask cache: %d states, cached masks equal fresh ones: %s\n", masks, bad ? "NO" : "yes");
+    test_cond("cached masks equal fresh ones", bad == 0 && hits_checked > 500);
+    free(cached);
+    free(fresh);
+    gram_vocab_destroy(v);
+}
+
 int main(int argc, char **argv)
 {
     test_cases();
@@ -309,6 +373,7 @@ int main(int argc, char **argv)
         struct tokenizer *tok = tok_load(argv[1], &err);
         test_cond("tokenizer loads", tok != NULL);
         if (tok) test_mask(tok);
+        if (tok) test_cache(tok);
         tok_free(tok);
     }
     test_report();
