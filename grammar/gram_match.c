@@ -489,6 +489,21 @@ static bool feed(const struct gram *g, const struct gram_state *in, int b, struc
 
 bool gram_state_feed(const struct gram *g, const struct gram_state *in, uint8_t b, struct gram_state *out)
 {
+    /* The common case, one reading whose top frame just accepts or refuses the byte, without
+     * copying the reading twice (step_frame changes nothing but the frame it is given). */
+    if (in->n == 1) {
+        int d = in->len[0], child = -1;
+        struct gram_frame top = in->f[d - 1];
+        enum step st = step_frame(g, &top, b, &child);
+        if (st == REJECT) return out->n = 0, false;
+        if (st == ACCEPT) {
+            out->n = 1;
+            out->len[0] = (uint16_t)d;
+            memcpy(out->f, in->f, (size_t)(d - 1) * sizeof *out->f);
+            out->f[d - 1] = top;
+            return true;
+        }
+    }
     return feed(g, in, b, out);
 }
 

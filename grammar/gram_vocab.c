@@ -6,12 +6,20 @@
 
 #include "grammar/gram_match.h"
 
-/* A byte trie: children as first-child / next-sibling lists; tokens hang off the node their
+/* A byte trie, built as first-child / next-sibling lists, then frozen into one array in
+ * depth-first order (a node's subtree follows it; `end` is one past the subtree), which the mask
+ * walks front to back instead of chasing four arrays per node. Tokens hang off the node their
  * last byte reaches (several tokens may share one). */
+struct fnode {
+    int32_t end, tok;
+    uint8_t byte;
+};
+
 struct trie {
     int32_t *child, *sibling, *tok_head;
     uint8_t *byte;
     int n, cap;
+    struct fnode *node;        /* [n] once frozen */
 };
 
 /* A set of tokens each with a weight (code points, or bytes), so that "the tokens of weight at
@@ -109,12 +117,38 @@ static int trie_insert(struct trie *t, const uint8_t *s, size_t len, int32_t tok
     return 0;
 }
 
-static void trie_free(struct trie *t)
+static void trie_free_lists(struct trie *t)
 {
     free(t->child);
     free(t->sibling);
     free(t->tok_head);
     free(t->byte);
+    t->child = t->sibling = t->tok_head = NULL;
+    t->byte = NULL;
+}
+
+static void trie_free(struct trie *t)
+{
+    trie_free_lists(t);
+    free(t->node);
+}
+
+static void freeze_node(const struct trie *t, int node, struct fnode *out, int *k)
+{
+    int me = (*k)++;
+    out[me].byte = t->byte[node];
+    out[me].tok = t->tok_head[node];
+    for (int c = t->child[node]; c >= 0; c = t->sibling[c]) freeze_node(t, c, out, k);
+    out[me].end = *k;
+}
+
+static int trie_freeze(struct trie *t)
+{
+    if (!(t->node = malloc((size_t)t->n * sizeof *t->node))) return -1;
+    int k = 0;
+    freeze_node(t, 0, t->node, &k);
+    trie_free_lists(t);
+    return 0;
 }
 
 static int cmp_weight(const void *a, const void *b)
@@ -277,6 +311,9 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
     }
     if (graded_finish(&v->key, v->words) < 0) goto nomem;
     if (classify_strings(v, err) < 0) goto nomem;
+    if (trie_freeze(&v->all) < 0 || trie_freeze(&v->close) < 0 || trie_freeze(&v->misc) < 0 ||
+        trie_freeze(&v->key_close) < 0)
+        goto nomem;
     for (int i = 0; i < n_tokens; i++)
         if (v->kind[i] != GRAM_TOK_TEXT) v->other[v->n_other++] = i;
     return v;
@@ -350,16 +387,28 @@ static bool close_ok(const struct close_filter *f, int tok)
     return (f->room < 0 || c <= f->room) && f->count + c >= f->min_len;
 }
 
-/* Sets the bits of the tokens under `node` whose bytes m->lvl[d] accepts. */
-static void walk(struct gram_matcher *m, const struct trie *t, const int32_t *next, int node, int d,
+/* Sets the bits of the tokens in the subtrees [c, end) whose bytes m->lvl[d] accepts. */
+static void walk(struct gram_matcher *m, const struct fnode *node, const int32_t *next, int c, int end, int d,
                  const struct close_filter *cf, uint32_t *bits)
 {
-    for (int c = t->child[node]; c >= 0; c = t->sibling[c]) {
-        if (!gram_state_feed(m->g, &m->lvl[d], t->byte[c], &m->lvl[d + 1])) continue;
-        for (int tok = t->tok_head[c]; tok >= 0; tok = next[tok])
-            if (close_ok(cf, tok)) bits[tok >> 5] |= 1u << (tok & 31);
-        if (t->child[c] >= 0) walk(m, t, next, c, d + 1, cf, bits);
+    while (c < end) {
+        const struct fnode *n = &node[c];
+        if (gram_state_feed(m->g, &m->lvl[d], n->byte, &m->lvl[d + 1])) {
+            for (int tok = n->tok; tok >= 0; tok = next[tok])
+                if (close_ok(cf, tok)) bits[tok >> 5] |= 1u << (tok & 31);
+            if (n->end > c + 1) walk(m, node, next, c + 1, n->end, d + 1, cf, bits);
+        }
+        c = n->end;
     }
+}
+
+/* The tokens of the whole trie t that m->lvl[d] accepts (the root's: those of no bytes). */
+static void walk_trie(struct gram_matcher *m, const struct trie *t, const int32_t *next, int d,
+                      const struct close_filter *cf, uint32_t *bits)
+{
+    for (int tok = t->node[0].tok; tok >= 0; tok = next[tok])
+        if (close_ok(cf, tok)) bits[tok >> 5] |= 1u << (tok & 31);
+    walk(m, t->node, next, 1, t->node[0].end, d, cf, bits);
 }
 
 /* Inside a string's plain text: the body tokens that fit, the closing tokens whose rest the
@@ -370,12 +419,10 @@ static void mask_plain(struct gram_matcher *m, int room, uint32_t *bits)
     graded_mask(&v->body, room, bits, v->words);
     struct close_filter cf = {v->close_chars, room, 0, 0};
     if (gram_state_close_string(m->g, &m->lvl[0], &m->lvl[1], &cf.count, &cf.min_len)) {
-        for (int tok = v->close.tok_head[0]; tok >= 0; tok = v->tok_next_close[tok]) /* the quote ends it */
-            if (close_ok(&cf, tok)) bits[tok >> 5] |= 1u << (tok & 31);
-        walk(m, &v->close, v->tok_next_close, 0, 1, &cf, bits); /* from lvl[1], the state after the quote */
+        walk_trie(m, &v->close, v->tok_next_close, 1, &cf, bits); /* from lvl[1], the state after the quote */
     }
     struct close_filter none = {0};
-    walk(m, &v->misc, v->tok_next_misc, 0, 0, &none, bits);
+    walk_trie(m, &v->misc, v->tok_next_misc, 0, &none, bits);
 }
 
 /* Writing an extra property's name: the key tokens that fit, and the closing ones whose rest the
@@ -386,12 +433,10 @@ static void mask_free_key(struct gram_matcher *m, int room, uint32_t *bits)
     graded_mask(&v->key, room, bits, v->words);
     struct close_filter cf = {v->key_close_len, room, 0, 0};
     if (gram_state_feed(m->g, &m->lvl[0], '"', &m->lvl[1])) {
-        for (int tok = v->key_close.tok_head[0]; tok >= 0; tok = v->tok_next_key_close[tok])
-            if (close_ok(&cf, tok)) bits[tok >> 5] |= 1u << (tok & 31);
-        walk(m, &v->key_close, v->tok_next_key_close, 0, 1, &cf, bits);
+        walk_trie(m, &v->key_close, v->tok_next_key_close, 1, &cf, bits);
     }
     struct close_filter none = {0};
-    walk(m, &v->misc, v->tok_next_misc, 0, 0, &none, bits);
+    walk_trie(m, &v->misc, v->tok_next_misc, 0, &none, bits);
 }
 
 static void compute_mask(struct gram_matcher *m, uint32_t *bits)
@@ -405,7 +450,7 @@ static void compute_mask(struct gram_matcher *m, uint32_t *bits)
         mask_free_key(m, room, bits);
     } else {
         memset(bits, 0, v->words * sizeof *bits);
-        walk(m, &v->all, v->tok_next, 0, 0, &none, bits);
+        walk_trie(m, &v->all, v->tok_next, 0, &none, bits);
     }
     bool complete = gram_state_complete(m->g, &m->lvl[0]);
     for (int k = 0; k < v->n_other; k++) {
