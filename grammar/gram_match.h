@@ -61,9 +61,10 @@ bool gram_state_close_string(const struct gram *g, const struct gram_state *s, s
                              int *min_len);
 
 /* A canonical copy of s in key, to compare as bytes: returns how many leading bytes of *key
- * count (padding and unused lengths are zeroed). States with equal keys accept exactly the same byte strings: fields a frame will never read again
- * (stale key bounds after a key, an unbounded string's length past its minimum) are zeroed,
- * everything else is kept. Used to cache token masks by state. */
+ * count (padding and unused lengths zeroed). States with equal keys accept exactly the same
+ * byte strings: fields a frame will never read again (stale key bounds after a key, an
+ * unbounded string's length past its minimum) are zeroed, everything else is kept, and frames of
+ * kinds it does not know are kept whole. Used to cache token masks by state. */
 size_t gram_state_key(const struct gram *g, const struct gram_state *s, struct gram_state *key);
 
 /* The bytes an extra property's name is made of: printable ASCII except '"' and '\\'. */
