@@ -94,7 +94,8 @@ int main(int argc, char **argv)
                     const struct gram_frame *f = &mirror.f[mirror.len[0] - 1];
                     int kind = f->node < 0 ? 9 : (int)g->nodes[f->node].kind;
                     int cls = mirror.n > 1 ? 99 : kind * 10 + (f->phase > 9 ? 9 : f->phase);
-                    if (getenv("BG_TRACE")) printf("T %zu %d %.1f %.1f\n", s, cls, times[nt - 1] * 1e6, fresh[nt - 1] * 1e6);
+                    if (getenv("BG_TRACE"))
+                        printf("T %zu %d %.1f %.1f\n", s, cls, times[nt - 1] * 1e6, fresh[nt - 1] * 1e6);
                 }
                 int pick = -1;
                 for (int tries = 0; tries < 1000000 && pick < 0; tries++) {

@@ -230,13 +230,13 @@ static int classify_strings(struct gram_vocab *v, struct ms_err *err)
     if (!gram_state_feed(g, &st[0], '"', &st[1])) goto out;
     gram_state_copy(&st[0], &st[1]);
     for (int i = 0; i < v->n_tokens; i++) {
+        const uint8_t *s = (const uint8_t *)v->text + v->off[i];
+        size_t len = v->off[i + 1] - v->off[i], suffix = 0;
         if (v->kind[i] == GRAM_TOK_TOOL) {
-            if (trie_insert(&v->misc, (const uint8_t *)v->text + v->off[i], v->off[i + 1] - v->off[i], i, v->tok_next_misc) < 0) goto out;
+            if (trie_insert(&v->misc, s, len, i, v->tok_next_misc) < 0) goto out;
             continue;
         }
         if (v->kind[i] != GRAM_TOK_TEXT) continue;
-        const uint8_t *s = (const uint8_t *)v->text + v->off[i];
-        size_t len = v->off[i + 1] - v->off[i], suffix = 0;
         int chars = 0, cls = string_class(g, &st[0], s, len, &chars, &suffix, &st[1], &st[2]);
         if (cls == 0) {
             v->body.tok[v->body.n] = i;
