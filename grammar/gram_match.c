@@ -571,7 +571,9 @@ bool gram_state_close_string(const struct gram *g, const struct gram_state *s, s
 
 /* A frame with the fields its node will never read again zeroed (see step_string, step_object,
  * step_array): states that differ only there accept the same texts. Kinds not listed here are
- * kept whole, which is always exact. */
+ * kept whole, which is always exact. Whoever makes those three steps read a field in a new way
+ * (a pattern kept in a string's frame, say) must keep that field here, or cached masks go wrong
+ * (test_grammar's cache check compares them with fresh ones). */
 static void canonical_frame(const struct gram *g, struct gram_frame *f)
 {
     if (f->node < 0) return;
