@@ -554,11 +554,30 @@ bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, in
     return true;
 }
 
+/* The top frame of a single reading inside a format-free string, in the given phase. */
+static const struct gram_frame *string_top(const struct gram *g, const struct gram_state *s, int phase)
+{
+    if (s->n != 1) return NULL;
+    const struct gram_frame *f = &s->f[s->len[0] - 1];
+    if (f->node < 0) return NULL;
+    const struct gram_node *n = &g->nodes[f->node];
+    bool ok = n->kind == GRAM_STRING && f->phase == phase && !f->pend && n->format == GRAM_FMT_NONE;
+    return ok ? f : NULL;
+}
+
+bool gram_state_in_string_escape(const struct gram *g, const struct gram_state *s, int *room)
+{
+    const struct gram_frame *f = string_top(g, s, 2);
+    if (!f) return false;
+    const struct gram_node *n = &g->nodes[f->node];
+    *room = n->max_len < 0 ? -1 : n->max_len - f->count;
+    return true;
+}
+
 bool gram_state_close_string(const struct gram *g, const struct gram_state *s, struct gram_state *out, int *count,
                              int *min_len)
 {
-    int room;
-    if (!gram_state_in_plain_string(g, s, &room)) return false;
+    if (!string_top(g, s, 1) && !string_top(g, s, 2)) return false;
     struct gram_state met;
     gram_state_copy(&met, s);
     struct gram_frame *f = &met.f[met.len[0] - 1];
@@ -566,6 +585,7 @@ bool gram_state_close_string(const struct gram *g, const struct gram_state *s, s
     *count = f->count;
     *min_len = n->min_len;
     if (f->count < n->min_len) f->count = n->min_len; /* the closing quote reads nothing else */
+    f->phase = 1; /* after a backslash: the state after the string is the same */
     return feed(g, &met, '"', out);
 }
 

@@ -54,9 +54,14 @@ bool gram_state_in_plain_string(const struct gram *g, const struct gram_state *s
  * gram_free_key_byte bytes is allowed, up to *room of them. */
 bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, int *room);
 
-/* For a state where gram_state_in_plain_string holds: out = the state just after the string's
- * closing quote, as if its minimum length were met (nothing else about the string is read
- * there); *count = code points written so far, *min_len the string's minimum. False otherwise. */
+/* True when the one reading is just after a backslash in a format-free string: *room = the
+ * characters it may still start, counting the one the escape is writing (-1: any). */
+bool gram_state_in_string_escape(const struct gram *g, const struct gram_state *s, int *room);
+
+/* For a state where gram_state_in_plain_string or gram_state_in_string_escape holds: out = the
+ * state just after the string's closing quote, as if its minimum length were met and any escape
+ * ended (nothing else about the string is read there); *count = code points written so far,
+ * *min_len the string's minimum. False otherwise. */
 bool gram_state_close_string(const struct gram *g, const struct gram_state *s, struct gram_state *out, int *count,
                              int *min_len);
 

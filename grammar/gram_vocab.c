@@ -33,18 +33,23 @@ struct graded {
     uint32_t *upto[GRADE_TABLE]; /* weight <= r */
 };
 
+/* Inside a string, the TEXT tokens fall in three classes, found at creation by running each
+ * through an unbounded string (so they do not depend on the grammar): */
+struct strclass {
+    struct graded body;        /* stay inside the string: weight = characters started */
+    struct trie close;         /* close it: the trie of what follows the quote, */
+    int32_t *tok_next;
+    int32_t *chars;            /* per token: characters before the quote */
+};                             /* the rest are never allowed there */
+
 struct gram_vocab {
     int n_tokens, max_len;
     size_t words;              /* uint32 words of a mask */
     uint8_t *kind;
     int32_t *tok_next;         /* per token: the next token on the same trie node */
     struct trie all;           /* every TEXT / TOOL token */
-    /* Inside a string's plain text, the TEXT tokens fall in three classes, found at creation by
-     * running each through an unbounded string (so they do not depend on the grammar): */
-    struct graded body;        /* stay inside the string: weight = characters started */
-    struct trie close;         /* close it: the trie of what follows the quote, */
-    int32_t *tok_next_close;
-    int32_t *close_chars;      /* per token: characters before the quote */
+    struct strclass plain;     /* a string's plain text */
+    struct strclass escape;    /* just after a backslash in a string */
     struct trie misc;          /* TOOL tokens: walked as they are (the rest is never allowed) */
     int32_t *tok_next_misc;
     /* Likewise in an extra property's name: */
@@ -218,7 +223,26 @@ static int string_class(const struct gram *g, const struct gram_state *str, cons
     return 0;
 }
 
-static int classify_strings(struct gram_vocab *v, struct ms_err *err)
+static int strclass_alloc(struct strclass *c, size_t nt)
+{
+    c->tok_next = malloc(nt * sizeof *c->tok_next);
+    c->chars = malloc(nt * sizeof *c->chars);
+    c->body.tok = malloc(nt * sizeof *c->body.tok);
+    c->body.weight = malloc(nt * sizeof *c->body.weight);
+    return c->tok_next && c->chars && c->body.tok && c->body.weight && trie_node(&c->close) >= 0 ? 0 : -1;
+}
+
+static void strclass_free(struct strclass *c)
+{
+    graded_free(&c->body);
+    trie_free(&c->close);
+    free(c->tok_next);
+    free(c->chars);
+}
+
+/* Classifies the TEXT tokens from the state after `prefix` (the opening quote, and maybe a
+ * backslash) in an unbounded string. */
+static int classify_strings(struct gram_vocab *v, const char *prefix, struct strclass *c, struct ms_err *err)
 {
     cJSON *schema = cJSON_Parse("{\"type\":\"string\"}");
     struct gram *g = schema ? gram_compile_json_schema(schema, err) : NULL;
@@ -227,26 +251,21 @@ static int classify_strings(struct gram_vocab *v, struct ms_err *err)
     int rc = -1;
     if (!g || !st) goto out;
     gram_state_init(&st[0], g);
-    if (!gram_state_feed(g, &st[0], '"', &st[1])) goto out;
-    gram_state_copy(&st[0], &st[1]);
+    if (!gram_state_feed_bytes(g, &st[0], (const uint8_t *)prefix, (int)strlen(prefix), &st[1])) goto out;
     for (int i = 0; i < v->n_tokens; i++) {
+        if (v->kind[i] != GRAM_TOK_TEXT) continue;
         const uint8_t *s = (const uint8_t *)v->text + v->off[i];
         size_t len = v->off[i + 1] - v->off[i], suffix = 0;
-        if (v->kind[i] == GRAM_TOK_TOOL) {
-            if (trie_insert(&v->misc, s, len, i, v->tok_next_misc) < 0) goto out;
-            continue;
-        }
-        if (v->kind[i] != GRAM_TOK_TEXT) continue;
         int chars = 0, cls = string_class(g, &st[0], s, len, &chars, &suffix, &st[1], &st[2]);
         if (cls == 0) {
-            v->body.tok[v->body.n] = i;
-            v->body.weight[v->body.n++] = chars;
+            c->body.tok[c->body.n] = i;
+            c->body.weight[c->body.n++] = chars;
         } else if (cls == 1) {
-            v->close_chars[i] = chars;
-            if (trie_insert(&v->close, s + suffix, len - suffix, i, v->tok_next_close) < 0) goto out;
+            c->chars[i] = chars;
+            if (trie_insert(&c->close, s + suffix, len - suffix, i, c->tok_next) < 0) goto out;
         }
     }
-    rc = graded_finish(&v->body, v->words);
+    rc = graded_finish(&c->body, v->words) < 0 || trie_freeze(&c->close) < 0 ? -1 : 0;
 out:
     free(st);
     gram_release(g);
@@ -263,22 +282,17 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
     v->words = ((size_t)n_tokens + 31) / 32;
     v->kind = malloc(nt);
     v->tok_next = malloc(nt * sizeof *v->tok_next);
-    v->tok_next_close = malloc(nt * sizeof *v->tok_next_close);
     v->tok_next_misc = malloc(nt * sizeof *v->tok_next_misc);
-    v->close_chars = malloc(nt * sizeof *v->close_chars);
-    v->body.tok = malloc(nt * sizeof *v->body.tok);
-    v->body.weight = malloc(nt * sizeof *v->body.weight);
     v->key.tok = malloc(nt * sizeof *v->key.tok);
     v->key.weight = malloc(nt * sizeof *v->key.weight);
     v->off = malloc(nt * sizeof *v->off);
     v->other = malloc(nt * sizeof *v->other);
     v->tok_next_key_close = malloc(nt * sizeof *v->tok_next_key_close);
     v->key_close_len = malloc(nt * sizeof *v->key_close_len);
-    if (!v->kind || !v->tok_next || !v->tok_next_close || !v->tok_next_misc || !v->close_chars || !v->body.tok ||
-        !v->body.weight || !v->key.tok || !v->key.weight || !v->off || !v->other || !v->tok_next_key_close ||
+    if (!v->kind || !v->tok_next || !v->tok_next_misc || !v->key.tok || !v->key.weight || !v->off || !v->other || !v->tok_next_key_close ||
         !v->key_close_len)
         goto nomem;
-    if (trie_node(&v->all) < 0 || trie_node(&v->key_close) < 0 || trie_node(&v->close) < 0 || trie_node(&v->misc) < 0)
+    if (trie_node(&v->all) < 0 || trie_node(&v->key_close) < 0 || strclass_alloc(&v->plain, nt) < 0 || strclass_alloc(&v->escape, nt) < 0 || trie_node(&v->misc) < 0)
         goto nomem;
     size_t total = 0;
     for (int i = 0; i < n_tokens; i++) total += bytes[i] ? lens[i] : 0;
@@ -300,7 +314,10 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
         if (trie_insert(&v->all, s, lens[i], i, v->tok_next) < 0) goto nomem;
         size_t k = 0;
         while (k < lens[i] && gram_free_key_byte(s[k])) k++;
-        if (kinds[i] != GRAM_TOK_TEXT) continue; /* TOOL tokens: the misc trie */
+        if (kinds[i] != GRAM_TOK_TEXT) { /* TOOL tokens: walked as they are */
+            if (trie_insert(&v->misc, s, lens[i], i, v->tok_next_misc) < 0) goto nomem;
+            continue;
+        }
         if (k == lens[i]) {
             v->key.tok[v->key.n] = i;
             v->key.weight[v->key.n++] = (int)lens[i];
@@ -310,8 +327,9 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
         }
     }
     if (graded_finish(&v->key, v->words) < 0) goto nomem;
-    if (classify_strings(v, err) < 0) goto nomem;
-    if (trie_freeze(&v->all) < 0 || trie_freeze(&v->close) < 0 || trie_freeze(&v->misc) < 0 ||
+    if (classify_strings(v, "\"", &v->plain, err) < 0 || classify_strings(v, "\"\\", &v->escape, err) < 0)
+        goto nomem;
+    if (trie_freeze(&v->all) < 0 || trie_freeze(&v->misc) < 0 ||
         trie_freeze(&v->key_close) < 0)
         goto nomem;
     for (int i = 0; i < n_tokens; i++)
@@ -327,16 +345,14 @@ void gram_vocab_destroy(struct gram_vocab *v)
 {
     if (!v) return;
     trie_free(&v->all);
-    trie_free(&v->close);
+    strclass_free(&v->plain);
+    strclass_free(&v->escape);
     trie_free(&v->misc);
     trie_free(&v->key_close);
-    graded_free(&v->body);
     graded_free(&v->key);
     free(v->kind);
     free(v->tok_next);
-    free(v->tok_next_close);
     free(v->tok_next_misc);
-    free(v->close_chars);
     free(v->tok_next_key_close);
     free(v->key_close_len);
     free(v->text);
@@ -411,16 +427,15 @@ static void walk_trie(struct gram_matcher *m, const struct trie *t, const int32_
     walk(m, t->node, next, 1, t->node[0].end, d, cf, bits);
 }
 
-/* Inside a string's plain text: the body tokens that fit, the closing tokens whose rest the
- * state after the quote accepts, and the TOOL tokens walked as they are. */
-static void mask_plain(struct gram_matcher *m, int room, uint32_t *bits)
+/* Inside a string (plain text, or just after a backslash): the body tokens that fit, the closing
+ * tokens whose rest the state after the quote accepts, and the TOOL tokens walked as they are. */
+static void mask_string(struct gram_matcher *m, const struct strclass *c, int room, uint32_t *bits)
 {
     const struct gram_vocab *v = m->v;
-    graded_mask(&v->body, room, bits, v->words);
-    struct close_filter cf = {v->close_chars, room, 0, 0};
-    if (gram_state_close_string(m->g, &m->lvl[0], &m->lvl[1], &cf.count, &cf.min_len)) {
-        walk_trie(m, &v->close, v->tok_next_close, 1, &cf, bits); /* from lvl[1], the state after the quote */
-    }
+    graded_mask(&c->body, room, bits, v->words);
+    struct close_filter cf = {c->chars, room, 0, 0};
+    if (gram_state_close_string(m->g, &m->lvl[0], &m->lvl[1], &cf.count, &cf.min_len))
+        walk_trie(m, &c->close, c->tok_next, 1, &cf, bits); /* from lvl[1], the state after the quote */
     struct close_filter none = {0};
     walk_trie(m, &v->misc, v->tok_next_misc, 0, &none, bits);
 }
@@ -445,7 +460,9 @@ static void compute_mask(struct gram_matcher *m, uint32_t *bits)
     struct close_filter none = {0};
     int room;
     if (gram_state_in_plain_string(m->g, &m->lvl[0], &room)) {
-        mask_plain(m, room, bits);
+        mask_string(m, &v->plain, room, bits);
+    } else if (gram_state_in_string_escape(m->g, &m->lvl[0], &room)) {
+        mask_string(m, &v->escape, room, bits);
     } else if (gram_state_in_free_key(m->g, &m->lvl[0], &room)) {
         mask_free_key(m, room, bits);
     } else {
