@@ -82,13 +82,15 @@ static bool template_byte(const char *t, int pos, int prev, int b)
 }
 
 /* email: [a-z0-9]{1,24} "@" [a-z0-9]{1,24} "." [a-z]{2,6}; off = part, count = its length */
+#define EMAIL_WORD 24
+#define EMAIL_TLD 6
 static bool email_byte(struct gram_frame *f, int b)
 {
     bool alnum = (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9');
-    if (f->off < 2 && alnum && f->count < 24) return f->count++, true;
+    if (f->off < 2 && alnum && f->count < EMAIL_WORD) return f->count++, true;
     if (f->off == 0 && b == '@' && f->count > 0) return f->off = 1, f->count = 0, true;
     if (f->off == 1 && b == '.' && f->count > 0) return f->off = 2, f->count = 0, true;
-    if (f->off == 2 && b >= 'a' && b <= 'z' && f->count < 6) return f->count++, true;
+    if (f->off == 2 && b >= 'a' && b <= 'z' && f->count < EMAIL_TLD) return f->count++, true;
     return false;
 }
 
@@ -552,6 +554,17 @@ bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, in
     if (n->kind != GRAM_OBJECT || f->phase != 2 || n->additional < 0 || (!(f->flags & 2) && f->lo < f->hi)) return false;
     *room = GRAM_MAX_FREE_KEY - f->off;
     return true;
+}
+
+enum gram_word gram_state_in_word(const struct gram *g, const struct gram_state *s, int *room)
+{
+    if (s->n != 1) return GRAM_WORD_NONE;
+    const struct gram_frame *f = &s->f[s->len[0] - 1];
+    if (f->node < 0) return GRAM_WORD_NONE;
+    const struct gram_node *n = &g->nodes[f->node];
+    if (n->kind != GRAM_STRING || n->format != GRAM_FMT_EMAIL || f->phase != 1) return GRAM_WORD_NONE;
+    *room = (f->off < 2 ? EMAIL_WORD : EMAIL_TLD) - f->count;
+    return f->off < 2 ? GRAM_WORD_ALNUM : GRAM_WORD_LOWER;
 }
 
 /* The top frame of a single reading inside a format-free string, in the given phase. */

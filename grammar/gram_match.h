@@ -72,6 +72,14 @@ bool gram_state_close_string(const struct gram *g, const struct gram_state *s, s
  * kinds it does not know are kept whole. Used to cache token masks by state. */
 size_t gram_state_key(const struct gram *g, const struct gram_state *s, struct gram_state *key);
 
+/* Runs of one byte class a state takes whole: GRAM_WORD_ALNUM is [a-z0-9], GRAM_WORD_LOWER
+ * [a-z]; the values are distinct bits. */
+enum gram_word { GRAM_WORD_NONE = 0, GRAM_WORD_ALNUM = 1, GRAM_WORD_LOWER = 2 };
+
+/* When the one reading is in an email's name, domain (ALNUM) or top-level domain (LOWER): any
+ * run of that class of at most *room bytes is allowed (other tokens need the walk). */
+enum gram_word gram_state_in_word(const struct gram *g, const struct gram_state *s, int *room);
+
 /* The bytes an extra property's name is made of: printable ASCII except '"' and '\\'. */
 bool gram_free_key_byte(int b);
 

@@ -13,6 +13,7 @@
 struct fnode {
     int32_t end, tok;
     uint8_t byte;
+    uint8_t mixed;             /* gram_word bits: the subtree has a token not purely of that class */
 };
 
 struct trie {
@@ -50,6 +51,7 @@ struct gram_vocab {
     struct trie all;           /* every TEXT / TOOL token */
     struct strclass plain;     /* a string's plain text */
     struct strclass escape;    /* just after a backslash in a string */
+    struct graded alnum, lower; /* TEXT tokens purely of a gram_word class, weight = bytes */
     struct trie misc;          /* TOOL tokens: walked as they are (the rest is never allowed) */
     int32_t *tok_next_misc;
     /* Likewise in an extra property's name: */
@@ -138,20 +140,26 @@ static void trie_free(struct trie *t)
     free(t->node);
 }
 
-static void freeze_node(const struct trie *t, int node, struct fnode *out, int *k)
+/* mixed: per token, its gram_word bits (NULL: none); next: the token lists */
+static uint8_t freeze_node(const struct trie *t, int node, const uint8_t *mixed, const int32_t *next,
+                           struct fnode *out, int *k)
 {
     int me = (*k)++;
+    uint8_t mix = 0;
     out[me].byte = t->byte[node];
     out[me].tok = t->tok_head[node];
-    for (int c = t->child[node]; c >= 0; c = t->sibling[c]) freeze_node(t, c, out, k);
+    for (int tok = t->tok_head[node]; mixed && tok >= 0; tok = next[tok]) mix |= mixed[tok];
+    for (int c = t->child[node]; c >= 0; c = t->sibling[c]) mix |= freeze_node(t, c, mixed, next, out, k);
     out[me].end = *k;
+    out[me].mixed = mix;
+    return mix;
 }
 
-static int trie_freeze(struct trie *t)
+static int trie_freeze(struct trie *t, const uint8_t *mixed, const int32_t *next)
 {
     if (!(t->node = malloc((size_t)t->n * sizeof *t->node))) return -1;
     int k = 0;
-    freeze_node(t, 0, t->node, &k);
+    freeze_node(t, 0, mixed, next, t->node, &k);
     trie_free_lists(t);
     return 0;
 }
@@ -265,16 +273,55 @@ static int classify_strings(struct gram_vocab *v, const char *prefix, struct str
             if (trie_insert(&c->close, s + suffix, len - suffix, i, c->tok_next) < 0) goto out;
         }
     }
-    rc = graded_finish(&c->body, v->words) < 0 || trie_freeze(&c->close) < 0 ? -1 : 0;
+    rc = graded_finish(&c->body, v->words) < 0 || trie_freeze(&c->close, NULL, c->tok_next) < 0 ? -1 : 0;
 out:
     free(st);
     gram_release(g);
     return rc;
 }
 
+static bool word_byte(enum gram_word w, int b)
+{
+    return (b >= 'a' && b <= 'z') || (w == GRAM_WORD_ALNUM && b >= '0' && b <= '9');
+}
+
+/* The TEXT tokens purely of each gram_word class (v->alnum, v->lower), and per token the classes
+ * it is not pure of (what the trie walk must still visit in such a state). NULL: no memory. */
+static uint8_t *word_classes(struct gram_vocab *v)
+{
+    size_t nt = (size_t)v->n_tokens + 1;
+    uint8_t *mixed = malloc(nt);
+    struct graded *set[2] = {&v->alnum, &v->lower};
+    for (int w = 0; w < 2; w++) {
+        set[w]->tok = malloc(nt * sizeof *set[w]->tok);
+        set[w]->weight = malloc(nt * sizeof *set[w]->weight);
+        if (!set[w]->tok || !set[w]->weight) return free(mixed), NULL;
+    }
+    if (!mixed) return NULL;
+    for (int i = 0; i < v->n_tokens; i++) {
+        const uint8_t *s = (const uint8_t *)v->text + v->off[i];
+        int len = (int)(v->off[i + 1] - v->off[i]);
+        mixed[i] = 0;
+        for (int w = 0; w < 2; w++) {
+            enum gram_word word = w ? GRAM_WORD_LOWER : GRAM_WORD_ALNUM;
+            int k = 0;
+            while (k < len && word_byte(word, s[k])) k++;
+            if (v->kind[i] == GRAM_TOK_TEXT && k == len) {
+                set[w]->tok[set[w]->n] = i;
+                set[w]->weight[set[w]->n++] = len;
+            } else {
+                mixed[i] |= (uint8_t)word;
+            }
+        }
+    }
+    if (graded_finish(&v->alnum, v->words) < 0 || graded_finish(&v->lower, v->words) < 0) return free(mixed), NULL;
+    return mixed;
+}
+
 struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, const size_t *lens,
                                      const uint8_t *kinds, struct ms_err *err)
 {
+    uint8_t *mixed = NULL;
     struct gram_vocab *v = calloc(1, sizeof *v);
     if (!v) goto nomem;
     size_t nt = (size_t)n_tokens + 1;
@@ -329,13 +376,15 @@ struct gram_vocab *gram_vocab_create(int n_tokens, const char *const *bytes, con
     if (graded_finish(&v->key, v->words) < 0) goto nomem;
     if (classify_strings(v, "\"", &v->plain, err) < 0 || classify_strings(v, "\"\\", &v->escape, err) < 0)
         goto nomem;
-    if (trie_freeze(&v->all) < 0 || trie_freeze(&v->misc) < 0 ||
-        trie_freeze(&v->key_close) < 0)
+    if (!(mixed = word_classes(v)) || trie_freeze(&v->all, mixed, v->tok_next) < 0 || trie_freeze(&v->misc, NULL, v->tok_next_misc) < 0 ||
+        trie_freeze(&v->key_close, NULL, v->tok_next_key_close) < 0)
         goto nomem;
+    free(mixed);
     for (int i = 0; i < n_tokens; i++)
         if (v->kind[i] != GRAM_TOK_TEXT) v->other[v->n_other++] = i;
     return v;
 nomem:
+    free(mixed);
     gram_vocab_destroy(v);
     ms_err_set(err, MS_ERR_NOMEM, "out of memory building the grammar vocabulary");
     return NULL;
@@ -350,6 +399,8 @@ void gram_vocab_destroy(struct gram_vocab *v)
     trie_free(&v->misc);
     trie_free(&v->key_close);
     graded_free(&v->key);
+    graded_free(&v->alnum);
+    graded_free(&v->lower);
     free(v->kind);
     free(v->tok_next);
     free(v->tok_next_misc);
@@ -394,6 +445,7 @@ void gram_matcher_destroy(struct gram_matcher *m)
 struct close_filter {
     const int32_t *chars;      /* NULL: no filter */
     int room, count, min_len;
+    uint8_t word;              /* a gram_word: skip subtrees of only such tokens (their bits are set) */
 };
 
 static bool close_ok(const struct close_filter *f, int tok)
@@ -409,6 +461,10 @@ static void walk(struct gram_matcher *m, const struct fnode *node, const int32_t
 {
     while (c < end) {
         const struct fnode *n = &node[c];
+        if (cf->word && !(n->mixed & cf->word)) { /* only tokens of the word class: already set */
+            c = n->end;
+            continue;
+        }
         if (gram_state_feed(m->g, &m->lvl[d], n->byte, &m->lvl[d + 1])) {
             for (int tok = n->tok; tok >= 0; tok = next[tok])
                 if (close_ok(cf, tok)) bits[tok >> 5] |= 1u << (tok & 31);
@@ -433,7 +489,7 @@ static void mask_string(struct gram_matcher *m, const struct strclass *c, int ro
 {
     const struct gram_vocab *v = m->v;
     graded_mask(&c->body, room, bits, v->words);
-    struct close_filter cf = {c->chars, room, 0, 0};
+    struct close_filter cf = {.chars = c->chars, .room = room};
     if (gram_state_close_string(m->g, &m->lvl[0], &m->lvl[1], &cf.count, &cf.min_len))
         walk_trie(m, &c->close, c->tok_next, 1, &cf, bits); /* from lvl[1], the state after the quote */
     struct close_filter none = {0};
@@ -446,7 +502,7 @@ static void mask_free_key(struct gram_matcher *m, int room, uint32_t *bits)
 {
     const struct gram_vocab *v = m->v;
     graded_mask(&v->key, room, bits, v->words);
-    struct close_filter cf = {v->key_close_len, room, 0, 0};
+    struct close_filter cf = {.chars = v->key_close_len, .room = room};
     if (gram_state_feed(m->g, &m->lvl[0], '"', &m->lvl[1])) {
         walk_trie(m, &v->key_close, v->tok_next_key_close, 1, &cf, bits);
     }
@@ -459,12 +515,17 @@ static void compute_mask(struct gram_matcher *m, uint32_t *bits)
     const struct gram_vocab *v = m->v;
     struct close_filter none = {0};
     int room;
+    enum gram_word word;
     if (gram_state_in_plain_string(m->g, &m->lvl[0], &room)) {
         mask_string(m, &v->plain, room, bits);
     } else if (gram_state_in_string_escape(m->g, &m->lvl[0], &room)) {
         mask_string(m, &v->escape, room, bits);
     } else if (gram_state_in_free_key(m->g, &m->lvl[0], &room)) {
         mask_free_key(m, room, bits);
+    } else if ((word = gram_state_in_word(m->g, &m->lvl[0], &room)) != GRAM_WORD_NONE) {
+        graded_mask(word == GRAM_WORD_ALNUM ? &v->alnum : &v->lower, room, bits, v->words);
+        struct close_filter skip = {.word = (uint8_t)word};
+        walk_trie(m, &v->all, v->tok_next, 0, &skip, bits);
     } else {
         memset(bits, 0, v->words * sizeof *bits);
         walk_trie(m, &v->all, v->tok_next, 0, &none, bits);

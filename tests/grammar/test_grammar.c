@@ -300,7 +300,8 @@ static void test_mask(const struct tokenizer *tok, const struct gram_vocab *v)
 }
 
 /* Masks at chosen states against brute force: after a backslash (the escape classes), at and
- * below a string's bounds, near a free key's bound, inside a tool call's string. */
+ * below a string's bounds, near a free key's bound, inside a tool call's string, in each part of
+ * an email (the word classes). */
 static void test_mask_at(const struct tokenizer *tok, const struct gram_vocab *v)
 {
     int32_t eos = tok_token_id(tok, "<|im_end|>");
@@ -319,6 +320,10 @@ static void test_mask_at(const struct tokenizer *tok, const struct gram_vocab *v
         {1, "{\"s\":\"ab\\u00e"},
         {1, "{\"s\":\"abc\",\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"},
         {2, "\"a\\"},
+        {4, "\"ab"},
+        {4, "\"a@bcdefghijklmnopqrstuvw"},
+        {4, "\"a@b.cde"},
+        {4, "\"a1@b"},
         {3, "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"q\": \"ab\\"},
         {3, "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"q\": \"ab"},
     };
@@ -329,6 +334,7 @@ static void test_mask_at(const struct tokenizer *tok, const struct gram_vocab *v
         if (at[i].schema == 0) g = compile_text(CASES[0].schema, &err);
         else if (at[i].schema == 1) g = compile_text(bounded, &err);
         else if (at[i].schema == 2) g = compile_text(CASES[3].schema, &err);
+        else if (at[i].schema == 4) g = compile_text("{\"type\":\"string\",\"format\":\"email\"}", &err);
         else {
             cJSON *p = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\",\"maxLength\":5}},\"required\":[\"q\"]}");
             const char *nm[] = {"search"};
