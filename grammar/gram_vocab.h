@@ -4,10 +4,12 @@
  * The mask walks the trie against the matcher state, so a token is allowed iff every one of its
  * bytes is, wherever it straddles the grammar's boundaries (`"}`, `",\n`). End tokens are
  * allowed iff the text so far is a complete value; special tokens never; the tool-call tags
- * only in tool-call grammars. Inside a string's plain text (the common case) the tokens that stay
- * inside a string are allowed wholesale (by precomputed length classes) and only what follows a
- * closing quote is walked. Each matcher keeps its last masks by canonical state (bounded, about
- * 0.6 MB at most for Qwen3's vocabulary), so recurring states cost a copy.
+ * only in tool-call grammars. Inside a string (plain text, or just after a backslash: the common
+ * case) the tokens that stay inside it are allowed wholesale from classes precomputed by length,
+ * and only what follows a closing quote is walked; the same for an extra property's name, and
+ * for the letters and digits of an email. Each matcher keeps its last 32 masks by canonical
+ * state (gram_state_key; about 0.6 MB at most for Qwen3's vocabulary), so recurring states cost
+ * a copy.
  *
  * A vocabulary is immutable after creation (any thread); a matcher belongs to one thread. */
 #ifndef MS_GRAMMAR_GRAM_VOCAB_H
