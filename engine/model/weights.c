@@ -732,7 +732,7 @@ static int scheme_dtype(const struct quant_scheme *s, const struct qscheme_model
     struct qscheme_tensor qt = {it->role, it->experts, 2, it->t->shape[1], it->layer};
     const char *name = qscheme_choose(s, &qt, m);
     const struct weight_format *f = fmt_by_name(name);
-    if (!strcmp(name, "F16") && strcmp(s->base, "F16")) {
+    if (!strcmp(name, QSCHEME_KEEP) || (!strcmp(name, "F16") && strcmp(s->base, "F16"))) {
         *out = it->t->dtype;
         return MS_OK;
     }
