@@ -15,10 +15,16 @@
 
 static const int8_t kabs[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, 1, 2, 3, 4, 6, 8, 12};
 
-/* the 16 half scales (E4M3(s[k]) * d) * 0.5 of a super-block, as the portable kernel's */
-INLINE void half_scales(const struct nvfp4_block *b, float h[16])
+/* half scales (E4M3(s[k]) * d) * 0.5 of blocks 8j..8j+7 of a super-block: the bits of
+ * nvfp4_e4m3_to_f32 (exponent and mantissa placed in a float, times 2^120), then the portable
+ * kernel's two products */
+INLINE __m256 half_scales(const struct nvfp4_block *b, int j)
 {
-    for (int k = 0; k < 16; k++) h[k] = nvfp4_e4m3_to_f32(b->s[k]) * b->d * 0.5f;
+    __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(b->s + 8 * j)));
+    __m256i bits = _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x80)), 24),
+                                   _mm256_slli_epi32(_mm256_and_si256(c, _mm256_set1_epi32(0x7F)), 20));
+    __m256 v = _mm256_mul_ps(_mm256_castsi256_ps(bits), _mm256_set1_ps(0x1p120f));
+    return _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(b->d)), _mm256_set1_ps(0.5f));
 }
 
 /* group p of a super-block: 32 signed weights in value order, and their magnitudes */
@@ -39,12 +45,12 @@ INLINE float reduce8(__m256 v)
 }
 
 /* activation block b against T tokens, into the accumulators of its chain */
-INLINE void group_step(const struct nvfp4_block *sb, const float h[16], int b, const char *xa, size_t xs,
+INLINE void group_step(const struct nvfp4_block *sb, const __m256 h[2], int b, const char *xa, size_t xs,
                        __m256 *acc, const int T)
 {
-    int p = b % 8;
+    int p = b % 8, k = 2 * (p % 4); /* blocks 2p, 2p + 1: lanes k, k + 1 of h[p / 4] */
     __m256i aw, w = decode(sb->qs, p, &aw);
-    __m256 hv = _mm256_set_m128(_mm_set1_ps(h[2 * p + 1]), _mm_set1_ps(h[2 * p]));
+    __m256 hv = _mm256_permutevar8x32_ps(h[p / 4], _mm256_set_epi32(k + 1, k + 1, k + 1, k + 1, k, k, k, k));
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
         const struct q8_act_block *a = (const struct q8_act_block *)(xa + t * xs) + b;
@@ -60,10 +66,9 @@ INLINE void row_tokens(const struct nvfp4_block *row, const char *xa, size_t xs,
     __m256 a0[TOK], a1[TOK], a2[TOK], a3[TOK];
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) a0[t] = a1[t] = a2[t] = a3[t] = _mm256_setzero_ps();
-    float h[16];
     for (int b = 0; b < nb; b += 8) { /* nb is a multiple of 8: whole super-blocks */
         const struct nvfp4_block *sb = row + b / 8;
-        half_scales(sb, h);
+        const __m256 h[2] = {half_scales(sb, 0), half_scales(sb, 1)};
         for (int g = 0; g < 8; g += 4) {
             group_step(sb, h, b + g, xa, xs, a0, T);
             group_step(sb, h, b + g + 1, xa, xs, a1, T);
