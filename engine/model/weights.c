@@ -658,7 +658,12 @@ static int quantize_items(struct model_weights *w, const struct quant_item *item
         n++;
     }
     q.n = n;
-    if (n == 0) goto out;
+    /* said, or a scheme whose blocks no row can hold (nvfp4 on a narrow model) would look applied */
+    if (n == 0) {
+        fprintf(stderr, "moeserve: %s: no tensor converted (each already in its format, or its rows too short)\n",
+                label);
+        goto out;
+    }
     /* a tied lm_head shares the embedding's data but gets its own quantized copy. Anonymous
      * memory in huge pages where the kernel allows: 2 MiB faults instead of 4 KiB ones (a
      * 4 KiB fault per page costs seconds of system time over 3 GB) */
