@@ -28,3 +28,9 @@ target_include_directories(test_formats_legacy PRIVATE ${CMAKE_SOURCE_DIR})
 add_test(NAME test_formats_legacy COMMAND test_formats_legacy ${CMAKE_BINARY_DIR}/formats_legacy_vectors.bin)
 set_tests_properties(test_formats_legacy PROPERTIES FIXTURES_REQUIRED formats_legacy_vectors TIMEOUT 120
                      LABELS kernels)
+
+# HiFloat4 (engine/kernels/hif4.h): the numpy encoder and decoder (tests/reference/hif4.py) on
+# hand-computed units, then the C quantizer's bytes and dequantizer's bits against numpy's.
+add_test(NAME hif4_vs_numpy
+         COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/reference/hif4.py $<TARGET_FILE:fmt_dump>)
+set_tests_properties(hif4_vs_numpy PROPERTIES TIMEOUT 60 LABELS kernels)

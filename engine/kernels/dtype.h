@@ -21,6 +21,7 @@ enum tensor_dtype {
     TENSOR_DTYPE_Q5_1,
     TENSOR_DTYPE_IQ4_NL,
     TENSOR_DTYPE_MXFP4,
+    TENSOR_DTYPE_HIF4, /* HiFloat4 units of 64 (engine/kernels/hif4.h) */
     TENSOR_DTYPE_COUNT
 };
 
