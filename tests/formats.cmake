@@ -34,3 +34,11 @@ set_tests_properties(test_formats_legacy PROPERTIES FIXTURES_REQUIRED formats_le
 add_test(NAME hif4_vs_numpy
          COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/reference/hif4.py $<TARGET_FILE:fmt_dump>)
 set_tests_properties(hif4_vs_numpy PROPERTIES TIMEOUT 60 LABELS kernels)
+
+# HiFloat4 kernels: portable against the float64 dot of dequantized rows, AVX2 and AVX-512
+# against portable bit for bit, batch invariance, the registry path.
+add_executable(test_hif4 ${CMAKE_CURRENT_SOURCE_DIR}/kernels/test_hif4.c)
+target_link_libraries(test_hif4 PRIVATE ms_kernels ms_common)
+target_include_directories(test_hif4 PRIVATE ${CMAKE_SOURCE_DIR})
+add_test(NAME test_hif4 COMMAND test_hif4)
+set_tests_properties(test_hif4 PROPERTIES TIMEOUT 60 LABELS kernels)
