@@ -38,7 +38,7 @@ static const char generate_help[] =
     "  --tokenizer DIR        tokenizer.json from DIR (env MOESERVE_TOKENIZER; a .gguf's default:\n"
     "                         the vocabulary stored in the file)\n"
     "  --quantize TYPE        convert the weights at load: q8_0 (matmul weights), or a `moeserve\n"
-    "                         quantize` scheme (q4_k_m, q6_k, ...: see quantize --help) (env MOESERVE_QUANTIZE)\n"
+    "                         quantize` scheme (q4_k_m, q6_k, hif4, ...: see quantize --help) (env MOESERVE_QUANTIZE)\n"
     "  --load-mode MODE       copy (default: the weights read into memory of their own) or mmap\n"
     "                         (served from the file mapping) (env MOESERVE_LOAD_MODE)\n"
     "  --prompt TEXT          raw prompt text (special tokens such as <|im_start|> are recognised);\n"

@@ -26,8 +26,9 @@ static bool scheme_available(const struct quant_scheme *s)
         for (int layer = 0; layer < m.n_layers; layer++)
             for (int experts = 0; experts < 2; experts++) {
                 struct qscheme_tensor t = {(enum qscheme_role)role, experts, 2 + experts, 2048, layer};
-                const struct weight_format *f = fmt_by_name(qscheme_choose(s, &t, &m));
-                if (!f || !f->quantize_row) return false;
+                const char *name = qscheme_choose(s, &t, &m);
+                const struct weight_format *f = fmt_by_name(name);
+                if (!f || !f->quantize_row || !qscheme_ggml_by_name(name)) return false;
             }
     return true;
 }
@@ -54,11 +55,13 @@ static void quantize_usage(FILE *out)
             "                (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->Q4_0, IQ4_XS->IQ4_NL, then F16):\n");
     for (int i = 0; qscheme_at(i); i++) {
         const struct quant_scheme *s = qscheme_at(i);
-        fprintf(out, "      %-10s %s%s\n", s->name, s->summary, scheme_available(s) ? "" : " [not in this build yet]");
+        fprintf(out, "      %-10s %s%s\n", s->name, s->summary,
+                scheme_available(s) ? "" : qscheme_native_by_name(s->base) ? "" : " [not in this build yet]");
     }
     fprintf(out, "                formats this build writes:");
     for (int i = 0; i < TENSOR_DTYPE_COUNT; i++)
-        if (fmt_get((enum tensor_dtype)i)->quantize_row) fprintf(out, " %s", fmt_get((enum tensor_dtype)i)->name);
+        if (fmt_get((enum tensor_dtype)i)->quantize_row && qscheme_ggml_by_name(fmt_get((enum tensor_dtype)i)->name))
+            fprintf(out, " %s", fmt_get((enum tensor_dtype)i)->name);
     fprintf(out, "\n");
     fprintf(out,
             "  --force       overwrite OUT.gguf if it exists (default: refuse)\n"

@@ -41,6 +41,8 @@ ms_quantize(tiny_q8_0      tiny model_tiny q8_0      0.2)
 foreach(t q4_0 q4_1 q5_0 q5_1 iq4_nl mxfp4_moe q4_k_m q5_k_m q3_k_m q2_k iq4_xs q6_k)
   ms_quantize(tiny_${t}    tiny model_tiny ${t}      0.2 4)
 endforeach()
+# hif4 has no ggml type: refused in one line naming HIF4, no file
+ms_quantize(tiny_hif4      tiny model_tiny hif4      0.2 4)
 
 if(MS_NODE)  # gguf-w256 is made only where the llama.cpp tests run
   foreach(t q8_0 q4_k_m q6_k q5_k_m q3_k_m q2_k iq4_xs)

@@ -14,6 +14,20 @@ static const struct qscheme_ggml_type ggml_types[] = {
 };
 #define N_GGML_TYPES (int)(sizeof ggml_types / sizeof ggml_types[0])
 
+/* Formats of this build that no ggml type stores (their id is QSCHEME_NO_GGML_ID): a scheme
+ * can choose them for `serve --quantize`, and the GGUF writer refuses them. */
+static const struct qscheme_ggml_type native_types[] = {
+    {"HIF4", QSCHEME_NO_GGML_ID, 64, 36},
+};
+#define N_NATIVE_TYPES (int)(sizeof native_types / sizeof native_types[0])
+
+const struct qscheme_ggml_type *qscheme_native_by_name(const char *name)
+{
+    for (int i = 0; i < N_NATIVE_TYPES; i++)
+        if (!strcasecmp(native_types[i].name, name)) return &native_types[i];
+    return NULL;
+}
+
 const struct qscheme_ggml_type *qscheme_ggml_by_name(const char *name)
 {
     for (int i = 0; i < N_GGML_TYPES; i++)
@@ -80,6 +94,14 @@ static const char *adjust_mxfp4_moe(const struct qscheme_tensor *t, const struct
     return t->experts ? "MXFP4" : type;
 }
 
+/* hif4: the experts and attention projections (and a dense model's FFN) HiF4; the embedding,
+ * like output (s->output), gets "F16", which serve --quantize reads as "keep as stored" */
+static const char *adjust_hif4(const struct qscheme_tensor *t, const struct qscheme_model *m, const char *type)
+{
+    (void)m;
+    return t->role == QSCHEME_EMBD ? "F16" : type;
+}
+
 /* make_gguf.py writes output.weight as Q8_0 for these (llama-quantize: Q6_K) and says so */
 #define LEGACY_DESC "made by moeserve tools/make_gguf.py; output.weight is Q8_0 where llama-quantize would use Q6_K"
 
@@ -94,6 +116,9 @@ static const struct quant_scheme schemes[] = {
     {"q5_1", 9, true, "Q5_1", "Q8_0", LEGACY_DESC, NULL, "Q5_1, output Q8_0"},
     {"iq4_nl", 25, true, "IQ4_NL", "Q8_0", LEGACY_DESC, NULL, "IQ4_NL, output Q8_0"},
     {"mxfp4_moe", 38, true, "Q8_0", "Q8_0", NULL, adjust_mxfp4_moe, "experts MXFP4, everything else Q8_0"},
+    {"hif4", 0, true, "HIF4", "F16", NULL, adjust_hif4,
+     "experts and attention projections HiFloat4 (4.5 bits); embedding, output, router, norms as stored"
+     " (serve --quantize only: no ggml type)"},
     {"q6_k", 18, true, "Q6_K", "Q6_K", NULL, NULL, "every 2-D weight Q6_K (6.6 bits)"},
     {"q4_k_m", 15, true, "Q4_K", "Q6_K", NULL, adjust_q4_k_m,
      "Q4_K; Q6_K for output and for attn_v/ffn_down in the use_more_bits layers"},
@@ -130,6 +155,7 @@ static const struct {
 static bool fits(const char *type, int64_t row_len)
 {
     const struct qscheme_ggml_type *g = qscheme_ggml_by_name(type);
+    if (!g) g = qscheme_native_by_name(type);
     return g && row_len % g->block_values == 0;
 }
 
