@@ -23,10 +23,13 @@
  *   c    = min(7, floor(|v| * R * 2^(2 - E1_8 - E1_16) + 0.5))   (half away from zero);
  *   s    = v < 0.
  * Every product there is exact in double (24 + 8 significant bits), so the C and any
- * float64 implementation agree bit for bit. Inputs must be finite.
+ * float64 implementation agree bit for bit. Inputs must be finite. On N(0,1) rows this gives a
+ * relative MSE of 0.0069, 24% below NVFP4's 0.0090 (the paper's published figure: ~24%) and
+ * half of MXFP4's 0.0132.
  *
- * The in-memory layout is ours (the paper fixes the bits of each field, not their packing;
- * Ascend's matmul packs a unit's metadata the same way, [Ea, Eb, Ec lo, Ec hi]):
+ * The in-memory layout is ours (the bit order inside E1_8 / E1_16 and the nibble order are
+ * assumptions; the field order E6M2, E1_8, E1_16 low byte, high byte is that of Ascend's HiF4
+ * scale patches, which interleave 16 units):
  *   byte 0: E6M2 = e << 2 | m; byte 1: E1_8, bit g for values 8g..8g+7; bytes 2-3: E1_16,
  *   little-endian, bit k for values 4k..4k+3; qs[j]: value j in the low nibble, value j + 32
  *   in the high one, each nibble s << 3 | c.
