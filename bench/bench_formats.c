@@ -9,6 +9,7 @@
 
 #include "engine/kernels/cpu.h"
 #include "engine/kernels/format.h"
+#include "engine/kernels/hif4.h"
 #include "engine/kernels/iq4_xs.h"
 #include "engine/kernels/kquants.h"
 #include "engine/kernels/kquants_low.h"
@@ -38,9 +39,9 @@ static void fill(char *w, size_t bytes, size_t block, size_t d_off, size_t dmin_
     }
 }
 
-/* The 32-value block formats (qlegacy.h) and NVFP4 (Q8_0 activations too): random bytes with
- * small scales (f16 d = m = 2^-9, E8M0 e = 120, NVFP4's FP32 d = 2^-10 under random E4M3),
- * activations prepared as the registry says. */
+/* The 32-value block formats (qlegacy.h), NVFP4 and HiF4 (Q8_0 activations too): random bytes
+ * with small scales (f16 d = m = 2^-9, E8M0 e = 120, NVFP4's FP32 d = 2^-10 under random E4M3,
+ * HiF4's E6M2 2^-8), activations prepared as the registry says. */
 static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
 {
     /* the baseline: a plain read of as many bytes as the largest of these matrices */
@@ -78,6 +79,7 @@ static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
         {TENSOR_DTYPE_IQ4_NL, {ql_iq4_nl_range_portable, ql_iq4_nl_range_avx2, ql_iq4_nl_range_avx512}},
         {TENSOR_DTYPE_MXFP4, {ql_mxfp4_range_portable, ql_mxfp4_range_avx2, ql_mxfp4_range_avx512}},
         {TENSOR_DTYPE_NVFP4, {nvfp4_range_portable, nvfp4_range_avx2, nvfp4_range_avx512}},
+        {TENSOR_DTYPE_HIF4, {hif4_range_portable, hif4_range_avx2, hif4_range_avx512}},
     };
     const char *isa_names[] = {"portable", "avx2", "avx512"};
     enum kern_isa best = kern_isa_best();
@@ -98,10 +100,13 @@ static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
             const float nv_d = 0x1p-10f;
             if (fmts[f].dt == TENSOR_DTYPE_MXFP4) w[b] = 120;
             else if (fmts[f].dt == TENSOR_DTYPE_NVFP4) memcpy(w + b, &nv_d, sizeof nv_d);
+            else if (fmts[f].dt == TENSOR_DTYPE_HIF4) w[b] = (char)0xA0; /* E6M2 2^-8 */
             else for (int k = 0; k < n_f16; k++) memcpy(w + b + 2 * k, &d, 2);
         }
         a->quantize_row(best, x, xa, in);
-        void *scratch = aligned_alloc(64, (ql_avx512_scratch_bytes(in) + 63) / 64 * 64);
+        size_t sb = ql_avx512_scratch_bytes(in) > hif4_avx512_scratch_bytes(in) ? ql_avx512_scratch_bytes(in)
+                                                                                 : hif4_avx512_scratch_bytes(in);
+        void *scratch = aligned_alloc(64, (sb + 63) / 64 * 64);
         if (!scratch) exit(1);
         for (int k = 0; k < 3; k++) {
             if ((k == 1 && best < KERN_ISA_AVX2) || (k == 2 && best < KERN_ISA_AVX512)) continue;

@@ -40,3 +40,16 @@ target_link_libraries(test_nvfp4 PRIVATE ms_kernels ms_common)
 target_include_directories(test_nvfp4 PRIVATE ${CMAKE_SOURCE_DIR})
 add_test(NAME test_nvfp4 COMMAND test_nvfp4 ${CMAKE_BINARY_DIR}/formats_nvfp4_vectors.bin)
 set_tests_properties(test_nvfp4 PROPERTIES FIXTURES_REQUIRED formats_nvfp4_vectors TIMEOUT 60 LABELS kernels)
+# HiFloat4 (engine/kernels/hif4.h): the numpy encoder and decoder (tests/reference/hif4.py) on
+# hand-computed units, then the C quantizer's bytes and dequantizer's bits against numpy's.
+add_test(NAME hif4_vs_numpy
+         COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/reference/hif4.py $<TARGET_FILE:fmt_dump>)
+set_tests_properties(hif4_vs_numpy PROPERTIES TIMEOUT 60 LABELS kernels)
+
+# HiFloat4 kernels: portable against the float64 dot of dequantized rows, AVX2 and AVX-512
+# against portable bit for bit, batch invariance, the registry path.
+add_executable(test_hif4 ${CMAKE_CURRENT_SOURCE_DIR}/kernels/test_hif4.c)
+target_link_libraries(test_hif4 PRIVATE ms_kernels ms_common)
+target_include_directories(test_hif4 PRIVATE ${CMAKE_SOURCE_DIR})
+add_test(NAME test_hif4 COMMAND test_hif4)
+set_tests_properties(test_hif4 PROPERTIES TIMEOUT 60 LABELS kernels)

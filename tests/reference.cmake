@@ -123,6 +123,12 @@ set_tests_properties(ref_q8_tiny_portable PROPERTIES ENVIRONMENT MOESERVE_KERNEL
 set_tests_properties(ref_q8_tiny_avx2 PROPERTIES ENVIRONMENT MOESERVE_KERNEL_ISA=avx2)
 set_tests_properties(ref_q8_tiny_avx512 PROPERTIES ENVIRONMENT MOESERVE_KERNEL_ISA=avx512)
 ms_ref_q8(tiny_dense      tiny-dense --random 48 --seed 3 --unambiguous)  # dense MLP, 4-block rows
+# HiF4 (`--quantize hif4`): the reference's HiF4 mode (hif4.py's weights, Q8_0 inputs), the Q8_0
+# verdict; on tiny the attention projections and expert gate/up are HiF4, down (rows of 32) not
+add_test(NAME ref_hif4_tiny
+         COMMAND ${MS_PYTHON} ${MS_REF_DIR}/compare_logits.py $<TARGET_FILE:moeserve>
+                 --model ${MS_REF_MODELS}/ref-tiny --quantize hif4 --random 64 --seed 1 --unambiguous)
+set_tests_properties(ref_hif4_tiny PROPERTIES FIXTURES_REQUIRED ref_model_tiny TIMEOUT 300 LABELS reference)
 ms_ref_q8(tiny_tied       tiny-tied --random 48 --seed 2 --unambiguous)   # quantized copy of a tied head
 # plain prompts, where rounding flips do happen (tiny_random160: the first at position 55)
 ms_ref_q8(tiny_random160  tiny --random 160 --seed 1)

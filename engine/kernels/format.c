@@ -6,6 +6,7 @@
 
 #include "common/ms_common.h"
 #include "engine/kernels/float_formats.h"
+#include "engine/kernels/hif4.h"
 #include "engine/kernels/iq4_xs.h"
 #include "engine/kernels/kquants.h"
 #include "engine/kernels/kquants_low.h"
@@ -105,6 +106,14 @@ static const struct weight_format formats[TENSOR_DTYPE_COUNT] = {
                                         {"nvfp4-avx2", KERN_ISA_AVX2, KERN_ACT_Q8_0, nvfp4_range_avx2, NULL, false, NULL},
                                         {"nvfp4-portable", KERN_ISA_PORTABLE, KERN_ACT_Q8_0, nvfp4_range_portable, NULL,
                                          false, NULL}}},
+    [TENSOR_DTYPE_HIF4] = {.dtype = TENSOR_DTYPE_HIF4, .name = "HIF4", .block_values = HIF4_UNIT,
+                           .block_bytes = sizeof(struct hif4_unit), .dequant_row = hif4_dequant_row,
+                           .quantize_row = hif4_quantize_row, .n_kernels = 3,
+                           .kernels = {{"hif4-avx512", KERN_ISA_AVX512, KERN_ACT_Q8_0, hif4_range_avx512, NULL, false,
+                                        hif4_avx512_scratch_bytes},
+                                       {"hif4-avx2", KERN_ISA_AVX2, KERN_ACT_Q8_0, hif4_range_avx2, NULL, false, NULL},
+                                       {"hif4-portable", KERN_ISA_PORTABLE, KERN_ACT_Q8_0, hif4_range_portable, NULL,
+                                        false, NULL}}},
 };
 
 static void round_bf16(enum kern_isa isa, const float *x, void *out, int n)

@@ -14,11 +14,21 @@ static const struct qscheme_ggml_type ggml_types[] = {
 };
 #define N_GGML_TYPES (int)(sizeof ggml_types / sizeof ggml_types[0])
 
-/* Types of the load-time schemes that ggml does not define (no id: never written to a GGUF),
- * with the block sizes of engine/kernels/format.c's entries. */
-static const struct qscheme_ggml_type load_types[] = {
-    {"NVFP4", 0, 256, 148},
+/* Formats of this build that no ggml type stores (their id is QSCHEME_NO_GGML_ID), with the
+ * block sizes of engine/kernels/format.c's entries: load-time schemes (`serve --quantize`) can
+ * choose them, and the GGUF writer refuses them. */
+static const struct qscheme_ggml_type native_types[] = {
+    {"NVFP4", QSCHEME_NO_GGML_ID, 256, 148},
+    {"HIF4", QSCHEME_NO_GGML_ID, 64, 36},
 };
+#define N_NATIVE_TYPES (int)(sizeof native_types / sizeof native_types[0])
+
+const struct qscheme_ggml_type *qscheme_native_by_name(const char *name)
+{
+    for (int i = 0; i < N_NATIVE_TYPES; i++)
+        if (!strcasecmp(native_types[i].name, name)) return &native_types[i];
+    return NULL;
+}
 
 const struct qscheme_ggml_type *qscheme_ggml_by_name(const char *name)
 {
@@ -86,10 +96,10 @@ static const char *adjust_mxfp4_moe(const struct qscheme_tensor *t, const struct
     return t->experts ? "MXFP4" : type;
 }
 
-/* NVIDIA's NVFP4 for every matmul weight of the blocks (experts, attention, a dense FFN); the
- * embedding and the output as stored, as llama.cpp's MXFP4_MOE keeps the non-expert tensors
- * in higher precision (here: as they came) */
-static const char *adjust_nvfp4(const struct qscheme_tensor *t, const struct qscheme_model *m, const char *type)
+/* The load-time 4-bit float schemes (nvfp4, hif4): every matmul weight of the blocks (experts,
+ * attention, a dense FFN) in the format; the embedding and the output as stored, as llama.cpp's
+ * MXFP4_MOE keeps the non-expert tensors in higher precision (here: as they came) */
+static const char *adjust_fp4_blocks(const struct qscheme_tensor *t, const struct qscheme_model *m, const char *type)
 {
     (void)m;
     return t->role == QSCHEME_EMBD ? QSCHEME_KEEP : type;
@@ -120,8 +130,10 @@ static const struct quant_scheme schemes[] = {
      "Q2_K; attn_v Q4_K, ffn_down and attn_output Q3_K, output Q6_K", false},
     {"iq4_xs", 30, true, "IQ4_XS", "Q6_K", NULL, adjust_iq4_xs,
      "IQ4_XS; attn_v Q5_K, ffn_down Q5_K (first 1/8), output Q6_K", false},
-    {"nvfp4", 0, true, "NVFP4", QSCHEME_KEEP, NULL, adjust_nvfp4,
+    {"nvfp4", 0, true, "NVFP4", QSCHEME_KEEP, NULL, adjust_fp4_blocks,
      "experts and attention NVFP4 (4.625 bits), embedding and output as stored", true},
+    {"hif4", 0, true, "HIF4", QSCHEME_KEEP, NULL, adjust_fp4_blocks,
+     "experts and attention HiFloat4 (4.5 bits), embedding and output as stored", true},
 };
 #define N_SCHEMES (int)(sizeof schemes / sizeof schemes[0])
 
@@ -147,8 +159,7 @@ static const struct {
 static bool fits(const char *type, int64_t row_len)
 {
     const struct qscheme_ggml_type *g = qscheme_ggml_by_name(type);
-    for (size_t i = 0; !g && i < sizeof load_types / sizeof load_types[0]; i++)
-        if (!strcasecmp(load_types[i].name, type)) g = &load_types[i];
+    if (!g) g = qscheme_native_by_name(type);
     return g && row_len % g->block_values == 0;
 }
 

@@ -23,6 +23,10 @@ struct qscheme_ggml_type {
 };
 
 const struct qscheme_ggml_type *qscheme_ggml_by_name(const char *name);
+/* A format of this build with no ggml type (NVFP4, HIF4), as a type with id QSCHEME_NO_GGML_ID; NULL
+ * for ggml's types and unknown names. */
+#define QSCHEME_NO_GGML_ID UINT32_MAX
+const struct qscheme_ggml_type *qscheme_native_by_name(const char *name);
 const struct qscheme_ggml_type *qscheme_ggml_by_id(uint32_t id);
 /* Bytes of a row of `cols` values; 0 when cols is not a whole number of blocks. */
 uint64_t qscheme_ggml_row_bytes(const struct qscheme_ggml_type *t, int64_t cols);

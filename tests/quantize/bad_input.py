@@ -61,6 +61,8 @@ def main():
         ("unknown option", [ckpt, out, "--type", "f16", "--fast"], 2, "unknown option '--fast'", None),
         ("--threads 0", [ckpt, out, "--type", "f16", "--threads", "0"], 2, "--threads", None),
         ("three paths", [ckpt, out, out, "--type", "f16"], 2, "unexpected argument", None),
+        ("--type hif4 (no ggml type)", [ckpt, out, "--type", "hif4"], 2, "load-time scheme", None),
+        ("--type nvfp4 (no ggml type)", [ckpt, out, "--type", "nvfp4"], 2, "load-time scheme", None),
         ("missing checkpoint", [os.path.join(work, "nowhere"), out, "--type", "f16"], 1, "nowhere", None),
         ("no tokenizer.json", [notok, out, "--type", "f16"], 1, "tokenizer.json", None),
         ("truncated safetensors", [trunc, out, "--type", "f16"], 1, "model.safetensors", None),

@@ -145,8 +145,9 @@ def main():
                     help="reference compute precision")
     ap.add_argument("--keep", help="directory to keep engine.bin and reference.bin in")
     q8 = ap.add_argument_group("Q8_0 mode")
-    q8.add_argument("--quantize", choices=["none", "q8_0"], default="none",
-                    help="run the engine with --quantize q8_0 against the reference's Q8_0 mode")
+    q8.add_argument("--quantize", choices=["none", "q8_0", "hif4"], default="none",
+                    help="run the engine with --quantize q8_0 (hif4) against the reference's Q8_0 "
+                    "(HiF4) mode; hif4 takes the Q8_0 verdict, its activations being Q8_0")
     q8.add_argument("--q8-margin", type=float, default=DEFAULT_Q8_MARGIN,
                     help="rounding margin (quanta) from which a position is unambiguous")
     q8.add_argument("--min-unambiguous", type=int, default=1,
@@ -160,7 +161,7 @@ def main():
     q8.add_argument("--float-separation", type=float, default=DEFAULT_FLOAT_SEPARATION,
                     help="the unquantized reference must be this many bounds away (0: skip)")
     args = ap.parse_args()
-    quant = args.quantize == "q8_0"
+    quant = args.quantize != "none"
     if args.unambiguous and not (quant and args.random):
         ap.error("--unambiguous needs --quantize q8_0 and --random")
 
@@ -186,7 +187,7 @@ def main():
     try:
         eng_path = os.path.join(tmp, "engine.bin")
         cmd = [args.moeserve, "forward", "--model", args.model, "--prompt-ids", ids_arg,
-               "--out", eng_path] + (["--quantize", "q8_0"] if quant else [])
+               "--out", eng_path] + (["--quantize", args.quantize] if quant else [])
         t0 = time.time()
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         t_eng = time.time() - t0

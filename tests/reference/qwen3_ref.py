@@ -27,6 +27,10 @@ here:
   * rope angles: HF computes inv_freq, position*inv_freq, cos and sin in float32; here they are
     computed in float64 (the exact values). At the positions tested the difference is < 1e-4 rad.
 
+HiF4 mode (`--quantize hif4`): as moeserve --quantize hif4, the projections whose rows hold
+64-value units (not the router, the embedding or lm_head) are HiFloat4 weights (hif4.py's
+encoder and decoder), and their inputs are Q8_0-quantized as in Q8_0 mode; dots in float64.
+
 Q8_0 mode (`--quantize q8_0`, Model(quantize="q8_0")): the model as a Q8_0 inference engine
 runs it (moeserve --quantize q8_0, and llama.cpp's Q8_0 weights x Q8_0 activations dot). See the
 Q8_0 section below for the exact semantics; the dots themselves are still computed in float64.
@@ -44,6 +48,9 @@ import struct
 import sys
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hif4  # noqa: E402
 
 # --------------------------------------------------------------------------------------------
 # safetensors reader
@@ -364,6 +371,12 @@ def q8_0_matmul(x, w_blocks, out_dtype):
     return y.astype(out_dtype, copy=False)
 
 
+def hif4_weight(w):
+    """A matmul weight [out, in] (float32) through HiFloat4 (tests/reference/hif4.py) and back,
+    as float64: the HiF4 mode's weights, whose input is Q8_0-quantized as in Q8_0 mode."""
+    return hif4.decode(hif4.encode(w), w.shape[-1]).astype(np.float64)
+
+
 def q8_0_dequant(d, q, out_dtype):
     """d [..., nb], q [..., nb, 32] -> d * q as [..., nb * 32] in out_dtype (for checks)."""
     x = d.astype(np.float64)[..., None] * q.astype(np.float64)
@@ -452,8 +465,8 @@ class Model:
         self.dtype = np.dtype(precision)
         if quantize in (None, "none"):
             quantize = None
-        elif quantize != "q8_0":
-            raise ValueError(f"unsupported quantization {quantize!r} (q8_0 or none)")
+        elif quantize not in ("q8_0", "hif4"):
+            raise ValueError(f"unsupported quantization {quantize!r} (q8_0, hif4 or none)")
         self.quantize = quantize
         self.cache = {}
         self.cache_left = cache_bytes
@@ -485,6 +498,8 @@ class Model:
         projections (not the router) and lm_head, when their input width allows."""
         if not self.quantize:
             return False
+        if self.quantize == "hif4":  # the projections only, rows of whole 64-value units
+            return name.endswith(Q8_MATMUL_WEIGHTS) and self.ckpt.shape(name)[-1] % hif4.UNIT == 0
         if name != self.head_name() and not name.endswith(Q8_MATMUL_WEIGHTS):
             return False
         return self.ckpt.shape(name)[-1] % Q8_BLOCK == 0
@@ -496,10 +511,11 @@ class Model:
         """A weight decoded to the compute dtype, or its Q8_0 blocks (d, q) when it is
         quantized; small and repeatedly used ones are cached."""
         if self.quantized(name):
-            key = ("q8_0", name)
+            key = (self.quantize, name)
             if key not in self.cache:
-                t = q8_0_weight_blocks(self.ckpt.get(name, np.float32))
-                nbytes = t[0].nbytes + t[1].nbytes
+                t = self.ckpt.get(name, np.float32)
+                t = q8_0_weight_blocks(t) if self.quantize == "q8_0" else hif4_weight(t)
+                nbytes = t[0].nbytes + t[1].nbytes if self.quantize == "q8_0" else t.nbytes
                 if nbytes > self.cache_left:
                     return t
                 self.cache[key] = t
@@ -518,6 +534,8 @@ class Model:
         the prompt positions of x's rows (default: row i is position i), for q8_margin."""
         if self.quantized(name):
             self.track_margin(x, pos)
+            if self.quantize == "hif4":
+                return (q8_0_dequant(*q8_0_act_blocks(x), np.float64) @ self.w(name).T).astype(self.dtype)
             return q8_0_matmul(x, self.w(name), self.dtype)
         return x @ self.w(name).T
 
@@ -663,7 +681,7 @@ def main(argv=None):
     ap.add_argument("--out", help="write logits of every position, raw float32 [n_tokens, vocab]")
     ap.add_argument("--greedy", type=int, default=0, help="print N greedily generated ids")
     ap.add_argument("--precision", choices=["float64", "float32"], default="float64")
-    ap.add_argument("--quantize", choices=["none", "q8_0"], default="none",
+    ap.add_argument("--quantize", choices=["none", "q8_0", "hif4"], default="none",
                     help="q8_0: the model as a Q8_0 engine runs it (matmul weights and inputs)")
     ap.add_argument("--expert-stats", action="store_true",
                     help="print the per-layer expert-usage histogram of the prompt's forward pass")
