@@ -153,7 +153,7 @@ struct parser {
     int n_sets, cap_sets;
     int depth;
     struct ms_err *err;
-    bool failed;
+    bool failed, parsed; /* parsed: errors from then on are about the whole regex, not a place */
 };
 
 __attribute__((format(printf, 2, 3))) static int perr(struct parser *p, const char *fmt, ...)
@@ -164,7 +164,8 @@ __attribute__((format(printf, 2, 3))) static int perr(struct parser *p, const ch
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        ms_err_set(p->err, MS_ERR_INVALID, "%s (at offset %zu of the regex)", msg, p->pos);
+        if (p->parsed) ms_err_set(p->err, MS_ERR_INVALID, "%s", msg);
+        else ms_err_set(p->err, MS_ERR_INVALID, "%s (at offset %zu of the regex)", msg, p->pos);
     }
     p->failed = true;
     return -1;
@@ -772,7 +773,7 @@ static int dfa_state(struct dfa_build *d, int n, bool is_start)
         d->pool_cap = cap;
     }
     int id = re->n_states++;
-    memcpy(d->pool + d->pool_n, d->list, (size_t)n * sizeof *d->list);
+    if (n) memcpy(d->pool + d->pool_n, d->list, (size_t)n * sizeof *d->list); /* the start set may be empty */
     d->set_off[id] = d->pool_n;
     d->set_len[id] = n;
     d->pool_n += (size_t)n;
@@ -916,6 +917,7 @@ struct gram_regex *gram_regex_compile(const char *src, size_t len, enum gram_reg
     int root = -1;
     if (len > MAX_SOURCE) perr(&p, "the regex is longer than %d bytes", MAX_SOURCE);
     else if ((root = parse_alt(&p)) >= 0 && !at_end(&p)) root = perr(&p, "an unmatched ')'");
+    p.parsed = true;
     if (root >= 0) build_dfa(&p, root, re);
     for (int i = 0; i < p.n_sets; i++) free(p.sets[i].r);
     free(p.sets);
