@@ -582,3 +582,18 @@ bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, in
     *room = GRAM_MAX_FREE_KEY - f->off;
     return true;
 }
+
+bool gram_state_in_regex(const struct gram *g, const struct gram_state *s, const struct gram_regex **re, int *state,
+                         bool *in_string)
+{
+    if (s->n != 1) return false;
+    const struct gram_frame *f = &s->f[s->len[0] - 1];
+    if (f->node < 0) return false;
+    const struct gram_node *n = &g->nodes[f->node];
+    if (n->kind == GRAM_STRING && n->re && n->format == GRAM_FMT_NONE && f->phase == 1 && !f->pend) *in_string = true;
+    else if (n->kind == GRAM_REGEX) *in_string = false;
+    else return false;
+    *re = n->re;
+    *state = (int)f->val;
+    return true;
+}

@@ -50,6 +50,15 @@ bool gram_state_complete(const struct gram *g, const struct gram_state *s);
  * format, no pattern): then any run of plain characters is allowed, up to *room code points (-1: any). */
 bool gram_state_in_plain_string(const struct gram *g, const struct gram_state *s, int *room);
 
+struct gram_regex;
+
+/* True when the one reading is inside a regex's text with no escape or UTF-8 sequence open (a
+ * raw guided_regex, or a pattern string's plain text): *re and *state are its DFA and state.
+ * Then a byte the DFA takes is taken, except, when *in_string, '"', '\\' and control bytes,
+ * which are the matcher's to judge. */
+bool gram_state_in_regex(const struct gram *g, const struct gram_state *s, const struct gram_regex **re, int *state,
+                         bool *in_string);
+
 /* True when every reading is writing an extra property's name: then any run of
  * gram_free_key_byte bytes is allowed, up to *room of them. */
 bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, int *room);

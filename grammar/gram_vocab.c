@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "grammar/gram_match.h"
+#include "grammar/gram_regex.h"
 
 /* A byte trie: children as first-child / next-sibling lists; tokens hang off the node their
  * last byte reaches (several tokens may share one). */
@@ -35,10 +36,21 @@ struct gram_vocab {
     size_t *off;               /* [n_tokens + 1] */
 };
 
+#define DFA_CACHE 4
+
 struct gram_matcher {
     struct gram *g;
     const struct gram_vocab *v;
     struct gram_state *lvl;    /* [max_len + 1]: the state after each depth of the trie walk */
+    /* the last DFA walks (regex text revisits its states, e.g. the loop of a search pattern):
+     * tokens allowed from (re, state, in string), round robin */
+    struct {
+        const struct gram_regex *re;
+        int state;
+        bool in_string;
+        uint32_t *bits;
+    } dfa[DFA_CACHE];
+    int dfa_next;
 };
 
 static int trie_node(struct trie *t)
@@ -223,6 +235,7 @@ void gram_matcher_destroy(struct gram_matcher *m)
     if (!m) return;
     gram_release(m->g);
     free(m->lvl);
+    for (int i = 0; i < DFA_CACHE; i++) free(m->dfa[i].bits);
     free(m);
 }
 
@@ -235,18 +248,59 @@ static void walk(struct gram_matcher *m, const struct trie *t, const int32_t *ne
     }
 }
 
+/* The trie against a DFA alone (regex text: one table lookup per trie node, no matcher state);
+ * in a string, bytes the matcher must judge ('"', '\\', control) are not descended into. */
+static void walk_dfa(const struct trie *t, const int32_t *next, const struct gram_regex *re, int node, int state,
+                     bool in_string, uint32_t *bits)
+{
+    for (int c = t->child[node]; c >= 0; c = t->sibling[c]) {
+        int b = t->byte[c], s;
+        if ((in_string && (b == '"' || b == '\\' || b < 0x20)) || (s = gram_regex_next(re, state, (uint8_t)b)) < 0) continue;
+        for (int tok = t->tok_head[c]; tok >= 0; tok = next[tok]) bits[tok >> 5] |= 1u << (tok & 31);
+        if (t->child[c] >= 0) walk_dfa(t, next, re, c, s, in_string, bits);
+    }
+}
+
+/* bits |= the tokens walk_dfa allows from (re, state), through the matcher's cache. */
+static void dfa_tokens(struct gram_matcher *m, const struct gram_regex *re, int state, bool in_string, uint32_t *bits)
+{
+    const struct gram_vocab *v = m->v;
+    size_t words = ((size_t)v->n_tokens + 31) / 32;
+    int k = 0;
+    while (k < DFA_CACHE && !(m->dfa[k].bits && m->dfa[k].re == re && m->dfa[k].state == state && m->dfa[k].in_string == in_string)) k++;
+    if (k == DFA_CACHE) {
+        k = m->dfa_next;
+        if (!m->dfa[k].bits && !(m->dfa[k].bits = malloc(words * sizeof *bits))) { /* no memory: walk uncached */
+            walk_dfa(&v->all, v->tok_next, re, 0, state, in_string, bits);
+            return;
+        }
+        m->dfa_next = (k + 1) % DFA_CACHE;
+        memset(m->dfa[k].bits, 0, words * sizeof *bits);
+        walk_dfa(&v->all, v->tok_next, re, 0, state, in_string, m->dfa[k].bits);
+        m->dfa[k].re = re;
+        m->dfa[k].state = state;
+        m->dfa[k].in_string = in_string;
+    }
+    for (size_t i = 0; i < words; i++) bits[i] |= m->dfa[k].bits[i];
+}
+
 void gram_matcher_mask(struct gram_matcher *m, uint32_t *bits)
 {
     const struct gram_vocab *v = m->v;
     size_t words = ((size_t)v->n_tokens + 31) / 32;
     int room;
-    bool plain = gram_state_in_plain_string(m->g, &m->lvl[0], &room);
+    bool plain = gram_state_in_plain_string(m->g, &m->lvl[0], &room), in_string;
+    const struct gram_regex *re;
+    int rs;
     if (plain && room < 0) memcpy(bits, v->plain_bits, words * sizeof *bits);
     else memset(bits, 0, words * sizeof *bits);
     if (plain) {
         for (int i = 0; room >= 0 && i < v->n_plain; i++)
             if (room < 0 || v->plain_chars[i] <= room) bits[v->plain[i] >> 5] |= 1u << (v->plain[i] & 31);
         walk(m, &v->rest, v->tok_next_rest, 0, 0, bits);
+    } else if (gram_state_in_regex(m->g, &m->lvl[0], &re, &rs, &in_string)) { /* tokens holding '"' or '\\': the rest trie */
+        dfa_tokens(m, re, rs, in_string, bits);
+        if (in_string) walk(m, &v->rest, v->tok_next_rest, 0, 0, bits);
     } else if (gram_state_in_free_key(m->g, &m->lvl[0], &room)) {
         for (int i = 0; i < v->n_key; i++)
             if (v->key_len[i] <= room) bits[v->key[i] >> 5] |= 1u << (v->key[i] & 31);
