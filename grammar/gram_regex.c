@@ -786,7 +786,7 @@ static int dfa_state(struct dfa_build *d, int n, bool is_start)
 static void byte_classes(const struct nfa *a, struct gram_regex *re)
 {
     uint8_t edge[257] = {0}; /* edge[b]: a range starts at b */
-    edge[0] = 1;
+    edge[0] = edge[0x80] = edge[0xC0] = 1; /* no class mixes ASCII, continuation and lead bytes */
     for (int i = 0; i < a->n; i++)
         if (a->st[i].kind == N_BYTE) edge[a->st[i].lo] = 1, edge[a->st[i].hi + 1] = 1;
     int c = -1;
@@ -927,6 +927,64 @@ struct gram_regex *gram_regex_compile(const char *src, size_t len, enum gram_reg
         return NULL;
     }
     return re;
+}
+
+/* The product of re with a code point counter (0..cap, cap = max, or min when unbounded: past
+ * min every count is alike): a state is (re's state, count). */
+struct gram_regex *gram_regex_with_length(const struct gram_regex *re, int min, int max, struct ms_err *err)
+{
+    struct parser p = {.err = err, .parsed = true};
+    int cap = max >= 0 ? max : min, rep[256], n_cls = re->n_cls;
+    struct gram_regex *out = calloc(1, sizeof *out);
+    int32_t *pair = malloc(2 * GRAM_REGEX_MAX_STATES * sizeof *pair), *table = malloc(4 * GRAM_REGEX_MAX_STATES * sizeof *table);
+    if (out) {
+        out->next = malloc((size_t)GRAM_REGEX_MAX_STATES * (size_t)n_cls * sizeof *out->next);
+        out->accept = malloc(GRAM_REGEX_MAX_STATES);
+    }
+    if (!out || !pair || !table || !out->next || !out->accept) {
+        nomem(&p);
+        goto out;
+    }
+    memcpy(out->cls, re->cls, sizeof out->cls);
+    out->n_cls = n_cls;
+    for (int b = 255; b >= 0; b--) rep[re->cls[b]] = b;
+    memset(table, 0xFF, 4 * GRAM_REGEX_MAX_STATES * sizeof *table);
+    pair[0] = pair[1] = 0;
+    out->n_states = 1;
+    table[0] = 0; /* the key of (0, 0) hashes to slot 0 */
+    for (int i = 0; i < out->n_states && !p.failed; i++) {
+        int s = pair[2 * i], c = pair[2 * i + 1];
+        out->accept[i] = re->accept[s] && c >= min;
+        for (int k = 0; k < n_cls; k++) {
+            int t = re->next[(size_t)s * (size_t)n_cls + (size_t)k], c2 = c + ((rep[k] & 0xC0) != 0x80), id = -1;
+            if (c2 > cap) c2 = max >= 0 ? -1 : cap;
+            if (t >= 0 && c2 >= 0) {
+                uint32_t key = (uint32_t)t * 1009u + (uint32_t)c2, mask = 4 * GRAM_REGEX_MAX_STATES - 1, h = (key * 2654435761u) & mask;
+                for (h = key == 0 ? 0 : h; table[h] >= 0 && (pair[2 * table[h]] != t || pair[2 * table[h] + 1] != c2); h = (h + 1) & mask) {}
+                if (table[h] < 0) {
+                    if (out->n_states == GRAM_REGEX_MAX_STATES) {
+                        perr(&p, "the pattern with minLength / maxLength needs more than %d DFA states", GRAM_REGEX_MAX_STATES);
+                        break;
+                    }
+                    table[h] = out->n_states;
+                    pair[2 * out->n_states] = t;
+                    pair[2 * out->n_states + 1] = c2;
+                    out->n_states++;
+                }
+                id = table[h];
+            }
+            out->next[(size_t)i * (size_t)n_cls + (size_t)k] = id;
+        }
+    }
+    if (!p.failed) prune_dead(&p, out);
+out:
+    free(pair);
+    free(table);
+    if (p.failed) {
+        gram_regex_free(out);
+        return NULL;
+    }
+    return out;
 }
 
 void gram_regex_free(struct gram_regex *re)

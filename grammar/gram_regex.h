@@ -40,6 +40,10 @@ struct gram_regex *gram_regex_compile(const char *src, size_t len, enum gram_reg
                                       struct ms_err *err);
 void gram_regex_free(struct gram_regex *re); /* NULL allowed */
 
+/* re restricted to texts of min..max code points (max -1: unbounded), as a new DFA (JSON
+ * Schema's pattern with minLength / maxLength). NULL with err if none is left or it is too big. */
+struct gram_regex *gram_regex_with_length(const struct gram_regex *re, int min, int max, struct ms_err *err);
+
 int gram_regex_states(const struct gram_regex *re);
 
 /* The state after byte b, or -1 if b is refused. */

@@ -385,10 +385,16 @@ static int compile_string(struct comp *c, const cJSON *s, const char *path)
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(s, "pattern");
     if (pat) {
         if (!cJSON_IsString(pat)) return fail(c, path, "'pattern' must be a string%s", "");
-        if (f || mn > 0 || mx >= 0) /* their product with the DFA is not built: a dead end could be reached */
-            return fail(c, path, "'pattern' with 'minLength' / 'maxLength' / 'format' is not supported%s", "");
+        if (f) return fail(c, path, "'pattern' with 'format' is not supported%s", "");
         struct ms_err rerr = {{0}};
         struct gram_regex *re = gram_regex_compile(pat->valuestring, strlen(pat->valuestring), GRAM_RE_ECMA, &rerr);
+        if (re && (mn > 0 || mx >= 0)) { /* the lengths go into the DFA, so no dead end is left */
+            struct gram_regex *limited = gram_regex_with_length(re, mn, mx, &rerr);
+            gram_regex_free(re);
+            re = limited;
+            mn = 0;
+            mx = -1;
+        }
         char why[320];
         ms_strlcpy(why, rerr.msg, sizeof why);
         if (!re) return fail(c, path, "'pattern' cannot be enforced: %s", why);

@@ -6,8 +6,8 @@
  * anyOf, allOf with one member, nullable, minimum / maximum / exclusiveMinimum /
  * exclusiveMaximum (an integer range; a bounded "number" is generated as an integer in it),
  * format date / time / date-time / uuid / email, pattern (gram_regex.h's syntax, ECMAScript
- * semantics: a search, so unanchored sides allow any text; not with minLength / maxLength /
- * format), $ref to any local JSON pointer ("#",
+ * semantics: a search, so unanchored sides allow any text; with minLength / maxLength folded
+ * into its DFA; not with format), $ref to any local JSON pointer ("#",
  * "#/$defs/X", "#/definitions/X") including recursion. Ignored: title, description, $schema,
  * $id, $comment, default, examples, deprecated, readOnly, writeOnly, $defs / definitions (as
  * containers). Anything else is an error naming the keyword: a schema is never half-enforced.

@@ -5,6 +5,7 @@
  *       each text fed raw through gram_compile_regex(R) (guided_regex: a full match)
  *   {"re": R, "mode": "pattern", "texts": [...], "samples": N}
  *       each text is a JSON string literal fed through the schema {"type":"string","pattern":R}
+ *       (with "minLength" / "maxLength" when the request has them; samples ignore those)
  *   -> {"verdicts": [bool...], "samples": [N random texts the DFA accepts]} or {"error": msg}
  *
  * The verdicts are compared against Python's re / JavaScript's RegExp by the script: nothing
@@ -62,6 +63,11 @@ static cJSON *answer(const cJSON *req)
         cJSON *schema = cJSON_CreateObject();
         cJSON_AddStringToObject(schema, "type", "string");
         cJSON_AddStringToObject(schema, "pattern", re_text ? re_text : "");
+        for (int k = 0; k < 2; k++) { /* optional lengths, passed on to the schema */
+            const char *kw = k ? "maxLength" : "minLength";
+            const cJSON *v = cJSON_GetObjectItem(req, kw);
+            if (cJSON_IsNumber(v)) cJSON_AddNumberToObject(schema, kw, v->valuedouble);
+        }
         g = gram_compile_json_schema(schema, &err);
         cJSON_Delete(schema);
     } else {

@@ -5,7 +5,7 @@
 //   JSON Schema "pattern" (a search, ECMAScript flavor): JavaScript's RegExp with the u flag,
 //     as ajv runs it; there each text is fed as a JSON string twice, once as JSON.stringify
 //     writes it and once with every BMP character as a \uXXXX escape (the escapes' decoded
-//     characters must be what the DFA sees);
+//     characters must be what the DFA sees); a few also carry minLength / maxLength;
 // and our verdict must equal theirs on every text. Regexes we refuse must name the construct.
 // Usage: node regex_reference.mjs <regex_probe binary> <python3>
 import { spawnSync } from 'node:child_process';
@@ -29,6 +29,7 @@ const TABLE = [
   ['^\\+?[0-9]{1,3}[ -]?\\(?[0-9]{3}\\)?$', 'py js'], ['\\$\\^|\\{\\}', 'py js'], ['.\\r.', 'py js'],
   ['[\\s\\S]*', 'py js'], ['\\v\\f|"', 'py js'], ['a$|b', 'py js'], ['(?:^|x)y', 'py js'], ['[^\\s"]{2}', 'py js'],
   ['\\u{1F600}|[\\u{e9}-\\u{ff}]', 'js'], ['(?<name>ab)c', 'js'], ['[^]a', 'js'], ['\\uD83D\\uDE00', 'js'],
+  ['[a-z]', 'js', 2, 4], ['^\\d+$', 'js', 0, 3], ['é|x', 'js', 3], ['^(ab|c)*$', 'js', 1, 5],
   ['(?P<n>ab)c', 'py'], ['[]a]+', 'py'], ['a{,2}b', 'py'], ['\\U0001F600', 'py'], ['\\a?b', 'py'],
 ];
 
@@ -75,10 +76,10 @@ function runProbe(reqs) {
 }
 
 const jobs = [];
-for (const [re, flavors] of TABLE)
-  for (const fl of flavors.split(' ')) jobs.push({ re, fl, al: alphabet(re), texts: [] });
+for (const [re, flavors, minLength, maxLength] of TABLE) // lengths: pattern with minLength / maxLength
+  for (const fl of flavors.split(' ')) jobs.push({ re, fl, al: alphabet(re), texts: [], minLength, maxLength });
 const request = (j, texts, samples) => ({
-  re: j.re, mode: j.fl === 'py' ? 'regex' : 'pattern', samples,
+  re: j.re, mode: j.fl === 'py' ? 'regex' : 'pattern', samples, minLength: j.minLength, maxLength: j.maxLength,
   texts: j.fl === 'py' ? texts : texts.flatMap((t) => [JSON.stringify(t), escapeAll(t)]),
 });
 
@@ -109,8 +110,9 @@ const pr = spawnSync(python, [path.join(here, 'regex_reference.py')], { input: J
 if (pr.status !== 0) throw new Error('python failed: ' + pr.stderr);
 JSON.parse(pr.stdout.toString()).forEach((v, k) => { py[k].theirs = v; });
 for (const j of live.filter((x) => x.fl === 'js')) {
-  const r = new RegExp(j.re, 'u');
-  j.theirs = j.texts.flatMap((t) => [r.test(t), r.test(t)]); // both encodings of each text
+  const r = new RegExp(j.re, 'u'), len = (t) => Array.from(t).length; // JSON Schema counts code points
+  const ok = (t) => r.test(t) && len(t) >= (j.minLength ?? 0) && (j.maxLength === undefined || len(t) <= j.maxLength);
+  j.theirs = j.texts.flatMap((t) => [ok(t), ok(t)]); // both encodings of each text
 }
 
 let compared = 0, positive = 0;

@@ -85,6 +85,9 @@ static const struct tcase CASES[] = {
       "{\"zip\":\"12345\",\"tag\":\"\xc3\xa9\\nax\\\"\"}", "{\"zip\":\"00000\",\"tag\":\"ax\",\"fr\":\"\xc3\xa9\\u00e8\"}"},
      {"{\"zip\":\"1234\",\"tag\":\"ax\"}", "{\"zip\":\"12345\",\"tag\":\"x\"}", "{\"zip\":\"123456\",\"tag\":\"ax\"}",
       "{\"zip\":\"12345\",\"tag\":\"\\u0041x\"}", "{\"zip\":\"12345\",\"tag\":\"ax\",\"fr\":\"\xc3\xa9" "e\"}", "{\"zip\":\"1234\\u0035\",\"tag\":\"a\\x\"}"}},
+    {"{\"type\":\"string\",\"pattern\":\"[a-z]\",\"minLength\":2,\"maxLength\":4}",
+     {"\"ab\"", "\"1a\"", "\"\\u0041b\"", "\"z\xc3\xa9\xc3\xa9\xc3\xa9\"", "\"a\\n\\\"\\\\\""},
+     {"\"a\"", "\"12\"", "\"abcde\"", "\"ABC\"", "\"a\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\""}},
     {"{\"type\":[\"number\",\"null\"],\"description\":\"nullable\",\"default\":null,\"title\":\"x\"}",
      {"1", "-0.5", "null", "3e+10", "0.25E-2"},
      {"nul", "1.", "-", ".5", "1e", "\"1\""}},
@@ -118,7 +121,8 @@ static void test_errors(void)
 {
     static const char *const bad[][2] = {
         {"{\"type\":\"string\",\"pattern\":\"^a(?=b)\"}", "lookahead"},
-        {"{\"type\":\"string\",\"pattern\":\"^a+$\",\"maxLength\":3}", "pattern"},
+        {"{\"type\":\"string\",\"pattern\":\"^a+$\",\"format\":\"date\"}", "pattern"},
+        {"{\"type\":\"string\",\"pattern\":\"^a{5}$\",\"maxLength\":3}", "matches no text"},
         {"{\"type\":\"string\",\"pattern\":\"[\"}", "never closed"},
         {"{\"oneOf\":[{\"type\":\"string\"}]}", "oneOf"},
         {"{\"type\":\"object\",\"patternProperties\":{}}", "patternProperties"},

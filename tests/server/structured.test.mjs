@@ -145,7 +145,8 @@ test('tool_choice required / named force one schema-valid call', async () => {
 test('a schema that cannot be enforced is a 400 naming the keyword', async () => {
   const cases = [
     [{ type: 'string', pattern: '^a(?=b)' }, /pattern.*lookahead/],
-    [{ type: 'string', pattern: '^a+$', maxLength: 4 }, /pattern/],
+    [{ type: 'string', pattern: '^a+$', format: 'date' }, /pattern/],
+    [{ type: 'string', pattern: '^a{5}$', maxLength: 4 }, /matches no text/],
     [{ type: 'object', properties: { a: { oneOf: [{ type: 'string' }] } } }, /oneOf/],
     [{ $ref: '#/$defs/nope' }, /does not resolve/],
     [{ $ref: '#/$defs/a', $defs: { a: obj({ a: { $ref: '#/$defs/a' } }) } }, /no finite instance/],
@@ -284,7 +285,8 @@ test('guided_regex / structured_outputs.regex: the whole answer matches; pattern
   assert.match(j.choices[0].text, /^\+?\d{2,3} \d{3}$/);
   // JSON Schema pattern (ECMAScript semantics, a search unless anchored), checked by ajv
   const schema = obj({ zip: { type: 'string', pattern: '^\\d{5}(-\\d{4})?$' }, code: { type: 'string', pattern: '^[A-Z]{2}\\d$' },
-                       word: { type: 'string', pattern: '^[a-zé]{1,8}$' }, mood: { type: 'string', pattern: '^(?:ok|fine)!?$' } });
+                       word: { type: 'string', pattern: '^[a-zé]{1,8}$' }, mood: { type: 'string', pattern: '^(?:ok|fine)!?$' },
+                       tag: { type: 'string', pattern: '[a-z]', minLength: 2, maxLength: 6 } });
   const validate = ajv.compile(schema);
   let validated = 0;
   for (let seed = 0; seed < 4; seed++) {
