@@ -1,4 +1,4 @@
-/* Single-thread decode bandwidth of the super-block (K-quant, IQ4_XS) and 32-value block format kernels: one token against a weight matrix far
+/* Single-thread decode bandwidth of the super-block (K-quant, IQ4_XS), 32-value block and NVFP4 format kernels: one token against a weight matrix far
  * larger than the caches, in GB/s of weight bytes read. Run by hand:
  *   build/bench_formats [rows in reps]   (default 8192 16384 5) */
 #include <stddef.h>
@@ -12,6 +12,7 @@
 #include "engine/kernels/iq4_xs.h"
 #include "engine/kernels/kquants.h"
 #include "engine/kernels/kquants_low.h"
+#include "engine/kernels/nvfp4.h"
 #include "engine/kernels/qlegacy.h"
 
 static double now(void)
@@ -37,8 +38,9 @@ static void fill(char *w, size_t bytes, size_t block, size_t d_off, size_t dmin_
     }
 }
 
-/* The 32-value block formats (qlegacy.h): random bytes with small scales (f16 d = m = 2^-9,
- * E8M0 e = 120), activations prepared as the registry says. */
+/* The 32-value block formats (qlegacy.h) and NVFP4 (Q8_0 activations too): random bytes with
+ * small scales (f16 d = m = 2^-9, E8M0 e = 120, NVFP4's FP32 d = 2^-10 under random E4M3),
+ * activations prepared as the registry says. */
 static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
 {
     /* the baseline: a plain read of as many bytes as the largest of these matrices */
@@ -75,6 +77,7 @@ static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
         {TENSOR_DTYPE_Q5_1, {ql_q5_1_range_portable, ql_q5_1_range_avx2, ql_q5_1_range_avx512}},
         {TENSOR_DTYPE_IQ4_NL, {ql_iq4_nl_range_portable, ql_iq4_nl_range_avx2, ql_iq4_nl_range_avx512}},
         {TENSOR_DTYPE_MXFP4, {ql_mxfp4_range_portable, ql_mxfp4_range_avx2, ql_mxfp4_range_avx512}},
+        {TENSOR_DTYPE_NVFP4, {nvfp4_range_portable, nvfp4_range_avx2, nvfp4_range_avx512}},
     };
     const char *isa_names[] = {"portable", "avx2", "avx512"};
     enum kern_isa best = kern_isa_best();
@@ -92,7 +95,9 @@ static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
         int n_f16 = fmts[f].dt == TENSOR_DTYPE_Q4_1 || fmts[f].dt == TENSOR_DTYPE_Q5_1 ? 2 : 1;
         for (size_t b = 0; b + wf->block_bytes <= bytes; b += wf->block_bytes) {
             uint16_t d = 0x1800;
+            const float nv_d = 0x1p-10f;
             if (fmts[f].dt == TENSOR_DTYPE_MXFP4) w[b] = 120;
+            else if (fmts[f].dt == TENSOR_DTYPE_NVFP4) memcpy(w + b, &nv_d, sizeof nv_d);
             else for (int k = 0; k < n_f16; k++) memcpy(w + b + 2 * k, &d, 2);
         }
         a->quantize_row(best, x, xa, in);

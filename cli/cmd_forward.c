@@ -21,7 +21,8 @@ static const char forward_help[] =
     "  --threads N        compute threads (default: number of cores)\n"
     "  --kv-cache-dtype T f32 (default), bf16 or f16: storage of the K/V the attention reads\n"
     "  --quantize TYPE    convert the weights at load: q8_0 (matmul weights), or a `moeserve quantize`\n"
-    "                     scheme (q4_k_m, q6_k, ...: see quantize --help) (env MOESERVE_QUANTIZE)\n";
+    "                     scheme (q4_k_m, q6_k, ...: see quantize --help),\n"
+    "                     or nvfp4 (load only) (env MOESERVE_QUANTIZE)\n";
 
 int cmd_forward(int argc, char **argv)
 {

@@ -54,11 +54,15 @@ static void quantize_usage(FILE *out)
             "                (Q4_K->Q5_0, Q5_K->Q5_1, Q6_K->Q8_0, Q2_K/Q3_K->Q4_0, IQ4_XS->IQ4_NL, then F16):\n");
     for (int i = 0; qscheme_at(i); i++) {
         const struct quant_scheme *s = qscheme_at(i);
-        fprintf(out, "      %-10s %s%s\n", s->name, s->summary, scheme_available(s) ? "" : " [not in this build yet]");
+        fprintf(out, "      %-10s %s%s\n", s->name, s->summary,
+                s->load_only           ? " [at load only]"
+                : scheme_available(s) ? ""
+                                      : " [not in this build yet]");
     }
     fprintf(out, "                formats this build writes:");
     for (int i = 0; i < TENSOR_DTYPE_COUNT; i++)
-        if (fmt_get((enum tensor_dtype)i)->quantize_row) fprintf(out, " %s", fmt_get((enum tensor_dtype)i)->name);
+        if (fmt_get((enum tensor_dtype)i)->quantize_row && qscheme_ggml_by_name(fmt_get((enum tensor_dtype)i)->name))
+            fprintf(out, " %s", fmt_get((enum tensor_dtype)i)->name);
     fprintf(out, "\n");
     fprintf(out,
             "  --force       overwrite OUT.gguf if it exists (default: refuse)\n"
@@ -203,6 +207,11 @@ int cmd_quantize(int argc, char **argv)
         fprintf(stderr, "moeserve quantize: unknown --type '%s' (one of:", a.type);
         for (int i = 0; qscheme_at(i); i++) fprintf(stderr, " %s", qscheme_at(i)->name);
         fprintf(stderr, ")\n");
+        return 2;
+    }
+    if (s->load_only) {
+        fprintf(stderr, "moeserve quantize: --type %s is a load-time scheme (serve --quantize %s): ggml has no type "
+                        "for its formats that this build writes\n", s->name, s->name);
         return 2;
     }
     struct ms_err err = {{0}};

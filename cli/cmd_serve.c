@@ -36,7 +36,7 @@ static const struct {
 } serve_options[] = {
     {"--model", "MOESERVE_MODEL", "Hugging Face model directory or FILE.gguf (required)"},
     {"--tokenizer", "MOESERVE_TOKENIZER", "take tokenizer.json (and, for a .gguf, the chat template) from DIR (a .gguf's default: the vocabulary and template stored in the file)"},
-    {"--quantize", "MOESERVE_QUANTIZE", "convert at load: q8_0 (matmul weights), or a `moeserve quantize` scheme such as q4_k_m or q6_k (default none: as stored)"},
+    {"--quantize", "MOESERVE_QUANTIZE", "convert at load: q8_0 (matmul weights), or a `moeserve quantize` scheme such as q4_k_m or q6_k, or nvfp4 (load only: NVIDIA's FP4) (default none: as stored)"},
     {"--load-mode", "MOESERVE_LOAD_MODE", "copy (default): the weights are read into memory of their own, in huge pages where the kernel gives them (faster decode: docs/BENCHMARKS.md); mmap: served from the file mapping (loads at page-cache speed when the file is cached; the kernel may page it back to the file)"},
     {"--host", "MOESERVE_HOST", "address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)"},
     {"--port", "MOESERVE_PORT", "TCP port (default 8000; 0 picks a free one, printed at start)"},

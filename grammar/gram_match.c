@@ -1,5 +1,6 @@
 #include "grammar/gram_match.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "grammar/gram_regex.h"
@@ -83,13 +84,15 @@ static bool template_byte(const char *t, int pos, int prev, int b)
 }
 
 /* email: [a-z0-9]{1,24} "@" [a-z0-9]{1,24} "." [a-z]{2,6}; off = part, count = its length */
+#define EMAIL_WORD 24
+#define EMAIL_TLD 6
 static bool email_byte(struct gram_frame *f, int b)
 {
     bool alnum = (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9');
-    if (f->off < 2 && alnum && f->count < 24) return f->count++, true;
+    if (f->off < 2 && alnum && f->count < EMAIL_WORD) return f->count++, true;
     if (f->off == 0 && b == '@' && f->count > 0) return f->off = 1, f->count = 0, true;
     if (f->off == 1 && b == '.' && f->count > 0) return f->off = 2, f->count = 0, true;
-    if (f->off == 2 && b >= 'a' && b <= 'z' && f->count < 6) return f->count++, true;
+    if (f->off == 2 && b >= 'a' && b <= 'z' && f->count < EMAIL_TLD) return f->count++, true;
     return false;
 }
 
@@ -533,6 +536,21 @@ static bool feed(const struct gram *g, const struct gram_state *in, int b, struc
 
 bool gram_state_feed(const struct gram *g, const struct gram_state *in, uint8_t b, struct gram_state *out)
 {
+    /* The common case, one reading whose top frame just accepts or refuses the byte, without
+     * copying the reading twice (step_frame changes nothing but the frame it is given). */
+    if (in->n == 1) {
+        int d = in->len[0], child = -1;
+        struct gram_frame top = in->f[d - 1];
+        enum step st = step_frame(g, &top, b, &child);
+        if (st == REJECT) return out->n = 0, false;
+        if (st == ACCEPT) {
+            out->n = 1;
+            out->len[0] = (uint16_t)d;
+            memcpy(out->f, in->f, (size_t)(d - 1) * sizeof *out->f);
+            out->f[d - 1] = top;
+            return true;
+        }
+    }
     return feed(g, in, b, out);
 }
 
@@ -583,17 +601,87 @@ bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, in
     return true;
 }
 
-bool gram_state_in_regex(const struct gram *g, const struct gram_state *s, const struct gram_regex **re, int *state,
-                         bool *in_string)
+enum gram_word gram_state_in_word(const struct gram *g, const struct gram_state *s, int *room)
 {
-    if (s->n != 1) return false;
+    if (s->n != 1) return GRAM_WORD_NONE;
     const struct gram_frame *f = &s->f[s->len[0] - 1];
-    if (f->node < 0) return false;
+    if (f->node < 0) return GRAM_WORD_NONE;
     const struct gram_node *n = &g->nodes[f->node];
-    if (n->kind == GRAM_STRING && n->re && n->format == GRAM_FMT_NONE && f->phase == 1 && !f->pend) *in_string = true;
-    else if (n->kind == GRAM_REGEX) *in_string = false;
-    else return false;
-    *re = n->re;
-    *state = (int)f->val;
+    if (n->kind != GRAM_STRING || n->format != GRAM_FMT_EMAIL || f->phase != 1) return GRAM_WORD_NONE;
+    *room = (f->off < 2 ? EMAIL_WORD : EMAIL_TLD) - f->count;
+    return f->off < 2 ? GRAM_WORD_ALNUM : GRAM_WORD_LOWER;
+}
+
+/* The top frame of a single reading inside a format-free string, in the given phase. */
+static const struct gram_frame *string_top(const struct gram *g, const struct gram_state *s, int phase)
+{
+    if (s->n != 1) return NULL;
+    const struct gram_frame *f = &s->f[s->len[0] - 1];
+    if (f->node < 0) return NULL;
+    const struct gram_node *n = &g->nodes[f->node];
+    bool ok = n->kind == GRAM_STRING && f->phase == phase && !f->pend && n->format == GRAM_FMT_NONE && !n->re;
+    return ok ? f : NULL;
+}
+
+bool gram_state_in_string_escape(const struct gram *g, const struct gram_state *s, int *room)
+{
+    const struct gram_frame *f = string_top(g, s, 2);
+    if (!f) return false;
+    const struct gram_node *n = &g->nodes[f->node];
+    *room = n->max_len < 0 ? -1 : n->max_len - f->count;
     return true;
+}
+
+bool gram_state_close_string(const struct gram *g, const struct gram_state *s, struct gram_state *out, int *count,
+                             int *min_len)
+{
+    if (!string_top(g, s, 1) && !string_top(g, s, 2)) return false;
+    struct gram_state met;
+    gram_state_copy(&met, s);
+    struct gram_frame *f = &met.f[met.len[0] - 1];
+    const struct gram_node *n = &g->nodes[f->node];
+    *count = f->count;
+    *min_len = n->min_len;
+    if (f->count < n->min_len) f->count = n->min_len; /* the closing quote reads nothing else */
+    f->phase = 1; /* after a backslash: the state after the string is the same */
+    return feed(g, &met, '"', out);
+}
+
+/* A frame with the fields its node will never read again zeroed (see step_string, step_object,
+ * step_array): states that differ only there accept the same texts. Kinds not listed here are
+ * kept whole, which is always exact. Whoever makes those three steps read a field in a new way
+ * (a pattern kept in a string's frame, say) must keep that field here, or cached masks go wrong
+ * (test_grammar's cache check compares them with fresh ones). */
+static void canonical_frame(const struct gram *g, struct gram_frame *f)
+{
+    if (f->node < 0) return;
+    const struct gram_node *n = &g->nodes[f->node];
+    if (n->kind == GRAM_STRING && n->format == GRAM_FMT_NONE && f->phase > 0) {
+        f->ws = f->flags = 0;
+        if (!n->re) f->val = 0;                         /* a pattern's DFA state is read */
+        if (!f->pend && !(n->re && f->phase == 3)) f->lo = f->hi = 0; /* and a \\u escape's digits */
+        if (f->phase != 3) f->off = 0;
+        if (n->max_len < 0 && f->count > n->min_len) f->count = n->min_len; /* only `count >= min_len` is read */
+    } else if (n->kind == GRAM_OBJECT && f->phase != 2) {
+        f->lo = f->hi = f->off = 0;
+        f->pend = 0;
+        if (f->phase == 1) f->flags &= 1, f->val = 0;  /* bit 0: after ','; the key starts afresh */
+        else if (f->phase == 5) f->flags = 0, f->val = 0; /* val was read when the value ended */
+        else if (f->phase >= 3) f->flags = 0;
+    } else if (n->kind == GRAM_ARRAY) {
+        f->lo = f->hi = f->off = 0;
+        f->flags = f->pend = 0;
+        f->val = 0;
+    }
+}
+
+size_t gram_state_key(const struct gram *g, const struct gram_state *s, struct gram_state *key)
+{
+    int frames = total_frames(s);
+    memset(key, 0, offsetof(struct gram_state, f)); /* unused lengths and padding too */
+    key->n = s->n;
+    memcpy(key->len, s->len, (size_t)s->n * sizeof *s->len);
+    memcpy(key->f, s->f, (size_t)frames * sizeof *s->f);
+    for (int i = 0; i < frames; i++) canonical_frame(g, &key->f[i]);
+    return offsetof(struct gram_state, f) + (size_t)frames * sizeof *s->f;
 }

@@ -50,18 +50,35 @@ bool gram_state_complete(const struct gram *g, const struct gram_state *s);
  * format, no pattern): then any run of plain characters is allowed, up to *room code points (-1: any). */
 bool gram_state_in_plain_string(const struct gram *g, const struct gram_state *s, int *room);
 
-struct gram_regex;
-
-/* True when the one reading is inside a regex's text with no escape or UTF-8 sequence open (a
- * raw guided_regex, or a pattern string's plain text): *re and *state are its DFA and state.
- * Then a byte the DFA takes is taken, except, when *in_string, '"', '\\' and control bytes,
- * which are the matcher's to judge. */
-bool gram_state_in_regex(const struct gram *g, const struct gram_state *s, const struct gram_regex **re, int *state,
-                         bool *in_string);
-
 /* True when every reading is writing an extra property's name: then any run of
  * gram_free_key_byte bytes is allowed, up to *room of them. */
 bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, int *room);
+
+/* True when the one reading is just after a backslash in a format-free string: *room = the
+ * characters it may still start, counting the one the escape is writing (-1: any). */
+bool gram_state_in_string_escape(const struct gram *g, const struct gram_state *s, int *room);
+
+/* For a state where gram_state_in_plain_string or gram_state_in_string_escape holds: out = the
+ * state just after the string's closing quote, as if its minimum length were met and any escape
+ * ended (nothing else about the string is read there); *count = code points written so far,
+ * *min_len the string's minimum. False otherwise. */
+bool gram_state_close_string(const struct gram *g, const struct gram_state *s, struct gram_state *out, int *count,
+                             int *min_len);
+
+/* A canonical copy of s in key, to compare as bytes: returns how many leading bytes of *key
+ * count (padding and unused lengths zeroed). States with equal keys accept exactly the same
+ * byte strings: fields a frame will never read again (stale key bounds after a key, an
+ * unbounded string's length past its minimum) are zeroed, everything else is kept, and frames of
+ * kinds it does not know are kept whole. Used to cache token masks by state. */
+size_t gram_state_key(const struct gram *g, const struct gram_state *s, struct gram_state *key);
+
+/* Runs of one byte class a state takes whole: GRAM_WORD_ALNUM is [a-z0-9], GRAM_WORD_LOWER
+ * [a-z]; the values are distinct bits. */
+enum gram_word { GRAM_WORD_NONE = 0, GRAM_WORD_ALNUM = 1, GRAM_WORD_LOWER = 2 };
+
+/* When the one reading is in an email's name, domain (ALNUM) or top-level domain (LOWER): any
+ * run of that class of at most *room bytes is allowed (other tokens need the walk). */
+enum gram_word gram_state_in_word(const struct gram *g, const struct gram_state *s, int *room);
 
 /* The bytes an extra property's name is made of: printable ASCII except '"' and '\\'. */
 bool gram_free_key_byte(int b);

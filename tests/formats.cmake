@@ -28,3 +28,15 @@ target_include_directories(test_formats_legacy PRIVATE ${CMAKE_SOURCE_DIR})
 add_test(NAME test_formats_legacy COMMAND test_formats_legacy ${CMAKE_BINARY_DIR}/formats_legacy_vectors.bin)
 set_tests_properties(test_formats_legacy PROPERTIES FIXTURES_REQUIRED formats_legacy_vectors TIMEOUT 120
                      LABELS kernels)
+
+# NVFP4 (engine/kernels/nvfp4.h): hand-computed E4M3/E2M1 cases, quantizer bytes and dequantizer
+# bits against the numpy reference (tests/reference/nvfp4.py), the kernels against the float64
+# dot of dequantized rows, each SIMD kernel against the portable one bit for bit, batch invariance.
+add_test(NAME formats_nvfp4_vectors
+         COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/reference/nvfp4.py ${CMAKE_BINARY_DIR}/formats_nvfp4_vectors.bin)
+set_tests_properties(formats_nvfp4_vectors PROPERTIES FIXTURES_SETUP formats_nvfp4_vectors TIMEOUT 60 LABELS kernels)
+add_executable(test_nvfp4 ${CMAKE_CURRENT_SOURCE_DIR}/kernels/test_nvfp4.c)
+target_link_libraries(test_nvfp4 PRIVATE ms_kernels ms_common)
+target_include_directories(test_nvfp4 PRIVATE ${CMAKE_SOURCE_DIR})
+add_test(NAME test_nvfp4 COMMAND test_nvfp4 ${CMAKE_BINARY_DIR}/formats_nvfp4_vectors.bin)
+set_tests_properties(test_nvfp4 PROPERTIES FIXTURES_REQUIRED formats_nvfp4_vectors TIMEOUT 60 LABELS kernels)

@@ -55,6 +55,14 @@ if(MS_NODE)  # gguf-w256 is made only where the llama.cpp tests run
     set_tests_properties(quantize_load_w256_${t} PROPERTIES FIXTURES_REQUIRED model_gguf_w256 TIMEOUT 600
                          LABELS "gguf;quantize")
   endforeach()
+  # --quantize nvfp4 (a load-time scheme, no GGUF type): the engine's logits against numpy's
+  # NVFP4 forward, their distance from BF16, generate (tests/quantize/check_load_nvfp4.py)
+  add_test(NAME quantize_load_w256_nvfp4
+           COMMAND ${MS_PYTHON} ${MS_QUANTIZE_DIR}/check_load_nvfp4.py $<TARGET_FILE:moeserve>
+                   ${MS_MODELS}/gguf-w256 --work ${CMAKE_BINARY_DIR}/quantize/load_w256_nvfp4
+                   --prompt-ids ${P_QUANT_CHAT})
+  set_tests_properties(quantize_load_w256_nvfp4 PROPERTIES FIXTURES_REQUIRED model_gguf_w256 TIMEOUT 300
+                       LABELS quantize)
 endif()
 
 # A GGUF as the input (tests/quantize/check_requant.py): checkpoint -> bf16 GGUF -> TYPE is

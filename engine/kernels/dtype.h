@@ -21,6 +21,7 @@ enum tensor_dtype {
     TENSOR_DTYPE_Q5_1,
     TENSOR_DTYPE_IQ4_NL,
     TENSOR_DTYPE_MXFP4,
+    TENSOR_DTYPE_NVFP4, /* 16-value E2M1 blocks, E4M3 scales, FP32 per 256 (engine/kernels/nvfp4.h) */
     TENSOR_DTYPE_COUNT
 };
 

@@ -9,6 +9,7 @@
 #include "engine/kernels/iq4_xs.h"
 #include "engine/kernels/kquants.h"
 #include "engine/kernels/kquants_low.h"
+#include "engine/kernels/nvfp4.h"
 #include "engine/kernels/q8_0.h"
 #include "engine/kernels/qlegacy.h"
 
@@ -96,6 +97,14 @@ static const struct weight_format formats[TENSOR_DTYPE_COUNT] = {
     QL_FORMAT(Q5_1, q5_1, Q8_1),
     QL_FORMAT(IQ4_NL, iq4_nl, Q8_0),
     QL_FORMAT(MXFP4, mxfp4, Q8_0),
+    [TENSOR_DTYPE_NVFP4] = {.dtype = TENSOR_DTYPE_NVFP4, .name = "NVFP4", .block_values = NVFP4_SUPER,
+                            .block_bytes = sizeof(struct nvfp4_block), .dequant_row = nvfp4_dequant_row,
+                            .quantize_row = nvfp4_quantize_row, .n_kernels = 3,
+                            .kernels = {{"nvfp4-avx512", KERN_ISA_AVX512, KERN_ACT_Q8_0, nvfp4_range_avx512, NULL,
+                                         false, NULL},
+                                        {"nvfp4-avx2", KERN_ISA_AVX2, KERN_ACT_Q8_0, nvfp4_range_avx2, NULL, false, NULL},
+                                        {"nvfp4-portable", KERN_ISA_PORTABLE, KERN_ACT_Q8_0, nvfp4_range_portable, NULL,
+                                         false, NULL}}},
 };
 
 static void round_bf16(enum kern_isa isa, const float *x, void *out, int n)

@@ -14,6 +14,12 @@ static const struct qscheme_ggml_type ggml_types[] = {
 };
 #define N_GGML_TYPES (int)(sizeof ggml_types / sizeof ggml_types[0])
 
+/* Types of the load-time schemes that ggml does not define (no id: never written to a GGUF),
+ * with the block sizes of engine/kernels/format.c's entries. */
+static const struct qscheme_ggml_type load_types[] = {
+    {"NVFP4", 0, 256, 148},
+};
+
 const struct qscheme_ggml_type *qscheme_ggml_by_name(const char *name)
 {
     for (int i = 0; i < N_GGML_TYPES; i++)
@@ -80,31 +86,42 @@ static const char *adjust_mxfp4_moe(const struct qscheme_tensor *t, const struct
     return t->experts ? "MXFP4" : type;
 }
 
+/* NVIDIA's NVFP4 for every matmul weight of the blocks (experts, attention, a dense FFN); the
+ * embedding and the output as stored, as llama.cpp's MXFP4_MOE keeps the non-expert tensors
+ * in higher precision (here: as they came) */
+static const char *adjust_nvfp4(const struct qscheme_tensor *t, const struct qscheme_model *m, const char *type)
+{
+    (void)m;
+    return t->role == QSCHEME_EMBD ? QSCHEME_KEEP : type;
+}
+
 /* make_gguf.py writes output.weight as Q8_0 for these (llama-quantize: Q6_K) and says so */
 #define LEGACY_DESC "made by moeserve tools/make_gguf.py; output.weight is Q8_0 where llama-quantize would use Q6_K"
 
 static const struct quant_scheme schemes[] = {
-    {"f32", 0, false, "F32", "F32", NULL, NULL, "every 2-D weight F32"},
-    {"f16", 1, false, "F16", "F16", NULL, NULL, "every 2-D weight F16"},
-    {"bf16", 32, false, "BF16", "BF16", NULL, NULL, "every 2-D weight BF16"},
-    {"q8_0", 7, true, "Q8_0", "Q8_0", NULL, NULL, "every 2-D weight Q8_0 (8.5 bits)"},
-    {"q4_0", 2, true, "Q4_0", "Q8_0", LEGACY_DESC, NULL, "Q4_0, output Q8_0"},
-    {"q4_1", 3, true, "Q4_1", "Q8_0", LEGACY_DESC, NULL, "Q4_1, output Q8_0"},
-    {"q5_0", 8, true, "Q5_0", "Q8_0", LEGACY_DESC, NULL, "Q5_0, output Q8_0"},
-    {"q5_1", 9, true, "Q5_1", "Q8_0", LEGACY_DESC, NULL, "Q5_1, output Q8_0"},
-    {"iq4_nl", 25, true, "IQ4_NL", "Q8_0", LEGACY_DESC, NULL, "IQ4_NL, output Q8_0"},
-    {"mxfp4_moe", 38, true, "Q8_0", "Q8_0", NULL, adjust_mxfp4_moe, "experts MXFP4, everything else Q8_0"},
-    {"q6_k", 18, true, "Q6_K", "Q6_K", NULL, NULL, "every 2-D weight Q6_K (6.6 bits)"},
+    {"f32", 0, false, "F32", "F32", NULL, NULL, "every 2-D weight F32", false},
+    {"f16", 1, false, "F16", "F16", NULL, NULL, "every 2-D weight F16", false},
+    {"bf16", 32, false, "BF16", "BF16", NULL, NULL, "every 2-D weight BF16", false},
+    {"q8_0", 7, true, "Q8_0", "Q8_0", NULL, NULL, "every 2-D weight Q8_0 (8.5 bits)", false},
+    {"q4_0", 2, true, "Q4_0", "Q8_0", LEGACY_DESC, NULL, "Q4_0, output Q8_0", false},
+    {"q4_1", 3, true, "Q4_1", "Q8_0", LEGACY_DESC, NULL, "Q4_1, output Q8_0", false},
+    {"q5_0", 8, true, "Q5_0", "Q8_0", LEGACY_DESC, NULL, "Q5_0, output Q8_0", false},
+    {"q5_1", 9, true, "Q5_1", "Q8_0", LEGACY_DESC, NULL, "Q5_1, output Q8_0", false},
+    {"iq4_nl", 25, true, "IQ4_NL", "Q8_0", LEGACY_DESC, NULL, "IQ4_NL, output Q8_0", false},
+    {"mxfp4_moe", 38, true, "Q8_0", "Q8_0", NULL, adjust_mxfp4_moe, "experts MXFP4, everything else Q8_0", false},
+    {"q6_k", 18, true, "Q6_K", "Q6_K", NULL, NULL, "every 2-D weight Q6_K (6.6 bits)", false},
     {"q4_k_m", 15, true, "Q4_K", "Q6_K", NULL, adjust_q4_k_m,
-     "Q4_K; Q6_K for output and for attn_v/ffn_down in the use_more_bits layers"},
+     "Q4_K; Q6_K for output and for attn_v/ffn_down in the use_more_bits layers", false},
     {"q5_k_m", 17, true, "Q5_K", "Q6_K", NULL, adjust_q4_k_m,
-     "Q5_K; Q6_K as in q4_k_m"},
+     "Q5_K; Q6_K as in q4_k_m", false},
     {"q3_k_m", 12, true, "Q3_K", "Q6_K", NULL, adjust_q3_k_m,
-     "Q3_K; attn_v, ffn_down Q5_K/Q4_K, attn_output Q4_K, output Q6_K"},
+     "Q3_K; attn_v, ffn_down Q5_K/Q4_K, attn_output Q4_K, output Q6_K", false},
     {"q2_k", 10, true, "Q2_K", "Q6_K", NULL, adjust_q2_k,
-     "Q2_K; attn_v Q4_K, ffn_down and attn_output Q3_K, output Q6_K"},
+     "Q2_K; attn_v Q4_K, ffn_down and attn_output Q3_K, output Q6_K", false},
     {"iq4_xs", 30, true, "IQ4_XS", "Q6_K", NULL, adjust_iq4_xs,
-     "IQ4_XS; attn_v Q5_K, ffn_down Q5_K (first 1/8), output Q6_K"},
+     "IQ4_XS; attn_v Q5_K, ffn_down Q5_K (first 1/8), output Q6_K", false},
+    {"nvfp4", 0, true, "NVFP4", QSCHEME_KEEP, NULL, adjust_nvfp4,
+     "experts and attention NVFP4 (4.625 bits), embedding and output as stored", true},
 };
 #define N_SCHEMES (int)(sizeof schemes / sizeof schemes[0])
 
@@ -130,6 +147,8 @@ static const struct {
 static bool fits(const char *type, int64_t row_len)
 {
     const struct qscheme_ggml_type *g = qscheme_ggml_by_name(type);
+    for (size_t i = 0; !g && i < sizeof load_types / sizeof load_types[0]; i++)
+        if (!strcasecmp(load_types[i].name, type)) g = &load_types[i];
     return g && row_len % g->block_values == 0;
 }
 
@@ -139,7 +158,8 @@ const char *qscheme_choose(const struct quant_scheme *s, const struct qscheme_te
     if (t->ndim < 2 || t->role == QSCHEME_NORM || t->role == QSCHEME_ROUTER) return "F32";
     const char *type = t->role == QSCHEME_OUTPUT ? s->output : s->base;
     if (s->adjust && t->role != QSCHEME_OUTPUT) type = s->adjust(t, m, type);
-    if (fits(type, t->row_len)) return type;
+    if (!strcmp(type, QSCHEME_KEEP) || fits(type, t->row_len)) return type;
+    if (s->load_only) return QSCHEME_KEEP;
     for (size_t i = 0; i < sizeof fallbacks / sizeof fallbacks[0]; i++)
         if (!strcmp(fallbacks[i].from, type)) {
             type = fallbacks[i].to;

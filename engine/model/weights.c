@@ -658,7 +658,12 @@ static int quantize_items(struct model_weights *w, const struct quant_item *item
         n++;
     }
     q.n = n;
-    if (n == 0) goto out;
+    /* said, or a scheme whose blocks no row can hold (nvfp4 on a narrow model) would look applied */
+    if (n == 0) {
+        fprintf(stderr, "moeserve: %s: no tensor converted (each already in its format, or its rows too short)\n",
+                label);
+        goto out;
+    }
     /* a tied lm_head shares the embedding's data but gets its own quantized copy. Anonymous
      * memory in huge pages where the kernel allows: 2 MiB faults instead of 4 KiB ones (a
      * 4 KiB fault per page costs seconds of system time over 3 GB) */
@@ -732,7 +737,7 @@ static int scheme_dtype(const struct quant_scheme *s, const struct qscheme_model
     struct qscheme_tensor qt = {it->role, it->experts, 2, it->t->shape[1], it->layer};
     const char *name = qscheme_choose(s, &qt, m);
     const struct weight_format *f = fmt_by_name(name);
-    if (!strcmp(name, "F16") && strcmp(s->base, "F16")) {
+    if (!strcmp(name, QSCHEME_KEEP) || (!strcmp(name, "F16") && strcmp(s->base, "F16"))) {
         *out = it->t->dtype;
         return MS_OK;
     }

@@ -88,6 +88,11 @@ static const struct tcase CASES[] = {
     {"{\"type\":\"string\",\"pattern\":\"[a-z]\",\"minLength\":2,\"maxLength\":4}",
      {"\"ab\"", "\"1a\"", "\"\\u0041b\"", "\"z\xc3\xa9\xc3\xa9\xc3\xa9\"", "\"a\\n\\\"\\\\\""},
      {"\"a\"", "\"12\"", "\"abcde\"", "\"ABC\"", "\"a\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\""}},
+    /* a closing quote only past minLength; extra keys of up to GRAM_MAX_FREE_KEY bytes */
+    {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":20}},"
+     "\"required\":[\"s\"],\"additionalProperties\":{\"type\":\"string\"}}",
+     {"{\"s\":\"abc\"}", "{\"s\":\"abcdefghijklmnopqrst\",\"k k\":\"\"}", "{\"s\":\"\\\"\\\"\\\"\"}"},
+     {"{\"s\":\"ab\"}", "{\"s\":\"abcdefghijklmnopqrstu\"}", "{\"s\":\"abc\",\"k\":1}", "{\"s\":\"abc\",\"\\u0041\":\"\"}"}},
     {"{\"type\":[\"number\",\"null\"],\"description\":\"nullable\",\"default\":null,\"title\":\"x\"}",
      {"1", "-0.5", "null", "3e+10", "0.25E-2"},
      {"nul", "1.", "-", ".5", "1e", "\"1\""}},
@@ -257,12 +262,9 @@ static int brute(const struct gram *g, const struct tokenizer *tok, const struct
     return gram_state_feed_bytes(g, &a, (const uint8_t *)bytes, (int)len, &b);
 }
 
-static void test_mask(const struct tokenizer *tok)
+static void test_mask(const struct tokenizer *tok, const struct gram_vocab *v)
 {
     int32_t eos = tok_token_id(tok, "<|im_end|>");
-    struct gram_vocab *v = load_vocab(tok, eos);
-    test_cond("vocabulary builds", v != NULL);
-    if (!v) return;
     int n = gram_vocab_size(v), words = (n + 31) / 32;
     uint32_t *bits = malloc((size_t)words * sizeof *bits);
     static struct gram_state mirror, scratch;
@@ -327,7 +329,138 @@ static void test_mask(const struct tokenizer *tok)
     printf("mask vs brute force: %d states checked, %d mismatches\n", checked, mismatches);
     test_cond("mask equals brute force on every sampled state", mismatches == 0 && checked > 100);
     free(bits);
-    gram_vocab_destroy(v);
+}
+
+/* Masks at chosen states against brute force: after a backslash (the escape classes), at and
+ * below a string's bounds, near a free key's bound, inside a tool call's string, in each part of
+ * an email (the word classes). */
+static void test_mask_at(const struct tokenizer *tok, const struct gram_vocab *v)
+{
+    int32_t eos = tok_token_id(tok, "<|im_end|>");
+    int n = gram_vocab_size(v), words = (n + 31) / 32;
+    uint32_t *bits = malloc((size_t)words * sizeof *bits);
+    static struct gram_state mirror, scratch;
+    const char *bounded = "{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":20}},"
+                          "\"required\":[\"s\"],\"additionalProperties\":{\"type\":\"string\"}}";
+    static const struct { int schema; const char *prefix; } at[] = {
+        {0, "{\"a\":1,\"b\":\"x\\"},
+        {1, "{\"s\":\"a\\"},
+        {1, "{\"s\":\"abcdefghijklmnopqrs\\"},
+        {1, "{\"s\":\"abcdefghijklmnopqrs"},
+        {1, "{\"s\":\"abcdefghijklmnopqrst"},
+        {1, "{\"s\":\"ab"},
+        {1, "{\"s\":\"ab\\u00e"},
+        {1, "{\"s\":\"abc\",\"kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"},
+        {2, "\"a\\"},
+        {4, "\"ab"},
+        {4, "\"a@bcdefghijklmnopqrstuvw"},
+        {4, "\"a@b.cde"},
+        {4, "\"a1@b"},
+        {3, "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"q\": \"ab\\"},
+        {3, "<tool_call>\n{\"name\": \"search\", \"arguments\": {\"q\": \"ab"},
+    };
+    int checked = 0, mismatches = 0;
+    for (size_t i = 0; i < sizeof at / sizeof *at; i++) {
+        struct ms_err err = {{0}};
+        struct gram *g = NULL;
+        if (at[i].schema == 0) g = compile_text(CASES[0].schema, &err);
+        else if (at[i].schema == 1) g = compile_text(bounded, &err);
+        else if (at[i].schema == 2) g = compile_text(CASES[3].schema, &err);
+        else if (at[i].schema == 4) g = compile_text("{\"type\":\"string\",\"format\":\"email\"}", &err);
+        else {
+            cJSON *p = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\",\"maxLength\":5}},\"required\":[\"q\"]}");
+            const char *nm[] = {"search"};
+            const cJSON *ps[] = {p};
+            g = gram_compile_tool_call(1, nm, ps, &err);
+            cJSON_Delete(p);
+        }
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        struct gram_matcher *m = g ? gram_matcher_create(g, v, &err) : NULL;
+        int ok = m && tok_encode(tok, at[i].prefix, strlen(at[i].prefix), 1, &ids, &n_ids, &err) == 0;
+        if (ok) gram_state_init(&mirror, g);
+        for (size_t k = 0; ok && k < n_ids; k++) {
+            size_t len;
+            const char *b = tok_id_to_bytes(tok, ids[k], &len);
+            ok = gram_matcher_accept(m, ids[k]) == 0 && gram_state_feed_bytes(g, &mirror, (const uint8_t *)b, (int)len, &scratch);
+        }
+        test_cond("prefix accepted", ok);
+        if (ok) {
+            gram_matcher_mask(m, bits);
+            int first_bad = -1;
+            for (int t = 0; t < n && first_bad < 0; t++)
+                if ((int)(bits[t >> 5] >> (t & 31) & 1) != brute(g, tok, &mirror, t, eos)) first_bad = t;
+            checked++;
+            if (first_bad >= 0) {
+                mismatches++;
+                fprintf(stderr, "  after %s: token %d (%s) differs\n", at[i].prefix, first_bad, tok_id_to_piece(tok, first_bad));
+            }
+        } else {
+            fprintf(stderr, "  prefix %s refused\n", at[i].prefix);
+        }
+        free(ids);
+        gram_matcher_destroy(m);
+        gram_release(g);
+    }
+    printf("mask vs brute force at chosen states: %d checked, %d mismatches\n", checked, mismatches);
+    test_cond("mask equals brute force at chosen states", mismatches == 0 && checked == (int)(sizeof at / sizeof *at));
+    free(bits);
+}
+
+/* The matcher's mask cache returns masks computed for other states with the same canonical key:
+ * along long random walks (strings long enough to pass their minimum, keys near their bound,
+ * the same states again in later array items), every cached mask must equal a fresh one. */
+static void test_cache(const struct tokenizer *tok, const struct gram_vocab *v)
+{
+    int32_t eos = tok_token_id(tok, "<|im_end|>");
+    int n = gram_vocab_size(v), words = (n + 31) / 32;
+    uint32_t *cached = malloc((size_t)words * sizeof *cached), *fresh = malloc((size_t)words * sizeof *fresh);
+    static const char *const schemas[] = {
+        "{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":3},"
+        "\"t\":{\"type\":\"string\",\"maxLength\":20},\"n\":{\"type\":\"number\"}},\"required\":[\"s\",\"t\",\"n\"],\"additionalProperties\":false}}",
+        "{\"type\":\"object\",\"additionalProperties\":{\"type\":\"array\",\"items\":{\"type\":[\"string\",\"integer\",\"null\"]}}}",
+        "{\"type\":\"array\",\"items\":{\"anyOf\":[{\"type\":\"string\",\"minLength\":2,\"maxLength\":4},{\"enum\":[\"abc\",\"abd\",7]},"
+        "{\"type\":\"string\",\"format\":\"date\"}]}}",
+    };
+    int masks = 0, hits_checked = 0, bad = 0;
+    for (size_t c = 0; c < sizeof schemas / sizeof *schemas + 2; c++) {
+        struct ms_err err = {{0}};
+        struct gram *g = c < sizeof schemas / sizeof *schemas ? compile_text(schemas[c], &err)
+                         : c == sizeof schemas / sizeof *schemas ? gram_compile_json_object(&err)
+                                                                 : compile_text(CASES[0].schema, &err);
+        test_cond("cache schema compiles", g != NULL);
+        if (!g) continue;
+        for (int walkno = 0; walkno < 3; walkno++) {
+            struct gram_matcher *m = gram_matcher_create(g, v, &err);
+            for (int step = 0; step < 150; step++) {
+                gram_matcher_mask(m, cached);
+                gram_matcher_mask(m, cached); /* the second is certainly a cache hit */
+                gram_matcher_mask_uncached(m, fresh);
+                masks++;
+                hits_checked++;
+                if (memcmp(cached, fresh, (size_t)words * sizeof *fresh)) {
+                    bad++;
+                    fprintf(stderr, "  cache schema %zu walk %d step %d: cached mask differs\n", c, walkno, step);
+                    break;
+                }
+                int pick = -1;
+                for (int tries = 0; tries < 200000 && pick < 0; tries++) {
+                    int t = (int)(next_rand() % (uint32_t)n);
+                    size_t len = 0;
+                    tok_id_to_bytes(tok, t, &len);
+                    if ((fresh[t >> 5] >> (t & 31) & 1) && (len <= 2 || next_rand() % 8 == 0)) pick = t;
+                }
+                if (pick < 0 || pick == eos) break;
+                test_cond("accept an allowed token", gram_matcher_accept(m, pick) == 0);
+            }
+            gram_matcher_destroy(m);
+        }
+        gram_release(g);
+    }
+    printf("mask cache: %d states, cached masks equal fresh ones: %s\n", masks, bad ? "NO" : "yes");
+    test_cond("cached masks equal fresh ones", bad == 0 && hits_checked > 500);
+    free(cached);
+    free(fresh);
 }
 
 int main(int argc, char **argv)
@@ -341,7 +474,14 @@ int main(int argc, char **argv)
         struct ms_err err = {{0}};
         struct tokenizer *tok = tok_load(argv[1], &err);
         test_cond("tokenizer loads", tok != NULL);
-        if (tok) test_mask(tok);
+        struct gram_vocab *v = tok ? load_vocab(tok, tok_token_id(tok, "<|im_end|>")) : NULL;
+        test_cond("vocabulary builds", v != NULL);
+        if (v) {
+            test_mask(tok, v);
+            test_cache(tok, v);
+            test_mask_at(tok, v);
+        }
+        gram_vocab_destroy(v);
         tok_free(tok);
     }
     test_report();
