@@ -3,6 +3,8 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "grammar/gram_regex.h"
+
 #define EOF_BYTE 256 /* fed by gram_state_complete: accepted only where the text may end */
 
 enum step { ACCEPT, ACCEPT_POP, REJECT, POP_REFEED, PUSH };
@@ -109,7 +111,46 @@ static enum step step_format(const struct gram_node *n, struct gram_frame *f, in
     return ACCEPT;
 }
 
-/* ---- strings ---------------------------------------------------------------------------- */
+/* ---- strings ----------------------------------------------------------------------------- */
+
+/* A string with a pattern runs its decoded characters through the DFA, whose state is f->val
+ * (unused otherwise without a format); while a \uXXXX escape is typed, f->lo holds the code
+ * point's digits so far (lo / hi only mean a UTF-8 range while pend > 0, never inside an
+ * escape). A prefix is only accepted if the DFA can still complete it. */
+static bool re_byte(const struct gram_node *n, struct gram_frame *f, int b)
+{
+    if (!n->re) return true;
+    int t = gram_regex_next(n->re, (int)f->val, (uint8_t)b);
+    if (t < 0) return false;
+    f->val = t;
+    return true;
+}
+
+static enum step string_escape(const struct gram_node *n, struct gram_frame *f, int b)
+{
+    static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
+    if (f->phase == 2) { /* after a backslash */
+        if (b == 'u') return f->phase = 3, f->off = 0, f->lo = 0, ACCEPT;
+        const char *e = b == EOF_BYTE || b == 0 ? NULL : strchr(from, b);
+        if (!e || !re_byte(n, f, to[e - from])) return REJECT;
+        f->count++;
+        f->phase = 1;
+        return ACCEPT;
+    }
+    /* \uXXXX, no surrogates D800-DFFF (their pairs would count as two characters) */
+    int h = b >= '0' && b <= '9' ? b - '0' : b >= 'a' && b <= 'f' ? b - 'a' + 10 : b >= 'A' && b <= 'F' ? b - 'A' + 10 : -1;
+    if (h < 0 || (f->off == 1 && f->lo == 0xD && h >= 8)) return REJECT;
+    uint32_t cp = (uint32_t)f->lo << 4 | (uint32_t)h;
+    int rest = 4 * (3 - f->off);
+    if (n->re && !gram_regex_range_viable(n->re, (int)f->val, cp << rest, (cp << rest) | ((1u << rest) - 1))) return REJECT;
+    f->lo = (int32_t)cp;
+    if (++f->off < 4) return ACCEPT;
+    if (n->re) f->val = gram_regex_next_cp(n->re, (int)f->val, cp);
+    f->count++;
+    f->phase = 1;
+    f->lo = 0;
+    return ACCEPT;
+}
 
 static enum step step_string(const struct gram_node *n, struct gram_frame *f, int b)
 {
@@ -121,28 +162,20 @@ static enum step step_string(const struct gram_node *n, struct gram_frame *f, in
     if (n->format != GRAM_FMT_NONE) return step_format(n, f, b);
     bool room = n->max_len < 0 || f->count < n->max_len;
     if (f->pend) { /* inside a UTF-8 sequence: lo..hi is the range of the next byte */
-        if (b < f->lo || b > f->hi) return REJECT;
+        if (b < f->lo || b > f->hi || !re_byte(n, f, b)) return REJECT;
         f->pend--;
         f->lo = 0x80;
         f->hi = 0xBF;
         return ACCEPT;
     }
-    if (f->phase == 2) { /* after a backslash */
-        if (b == 'u') return f->phase = 3, f->off = 0, ACCEPT;
-        if (b == EOF_BYTE || b == 0 || !strchr("\"\\/bfnrt", b)) return REJECT;
-        f->count++;
-        f->phase = 1;
-        return ACCEPT;
-    }
-    if (f->phase == 3) { /* \uXXXX, no surrogates (their pairs would count as two characters) */
-        bool hex = (b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F');
-        if (!hex || (f->off == 0 && (b == 'd' || b == 'D'))) return REJECT;
-        if (++f->off == 4) f->count++, f->phase = 1;
-        return ACCEPT;
-    }
-    if (b == '"') return f->count >= n->min_len ? ACCEPT_POP : REJECT;
+    if (f->phase >= 2) return string_escape(n, f, b);
+    if (b == '"') return f->count >= n->min_len && (!n->re || gram_regex_accepting(n->re, (int)f->val)) ? ACCEPT_POP : REJECT;
     if (b == EOF_BYTE || b < 0x20 || !room) return REJECT;
-    if (b == '\\') return f->phase = 2, ACCEPT;
+    if (b == '\\') { /* some escaped character must be allowed next */
+        if (n->re && !gram_regex_range_viable(n->re, (int)f->val, 0, 0xFFFF)) return REJECT;
+        return f->phase = 2, ACCEPT;
+    }
+    if (!re_byte(n, f, b)) return REJECT;
     if (b < 0x80) return f->count++, ACCEPT;
     int lo = 0x80, hi = 0xBF, pend;
     if (b >= 0xC2 && b <= 0xDF) pend = 1;
@@ -154,6 +187,15 @@ static enum step step_string(const struct gram_node *n, struct gram_frame *f, in
     f->hi = hi;
     f->count++;
     return ACCEPT;
+}
+
+/* ---- raw regex text: f->val is the DFA state (0, the start, after frame_init) ------------- */
+
+static enum step step_regex(const struct gram_node *n, struct gram_frame *f, int b)
+{
+    int t = b == EOF_BYTE ? -1 : gram_regex_next(n->re, (int)f->val, (uint8_t)b);
+    if (t >= 0) return f->val = t, ACCEPT;
+    return gram_regex_accepting(n->re, (int)f->val) ? POP_REFEED : REJECT;
 }
 
 /* ---- numbers ---------------------------------------------------------------------------- */
@@ -397,6 +439,8 @@ static enum step step_frame(const struct gram *g, struct gram_frame *f, int b, i
     if (f->node < 0) { /* root: whitespace (not around raw text), the value, whitespace, the end */
         if (!g->raw && ws_step(f, b)) return ACCEPT;
         if (f->phase == 0 && b != EOF_BYTE) return *child = g->root, PUSH;
+        if (f->phase == 0 && g->nodes[gram_resolve(g, g->root)].kind == GRAM_REGEX) /* a regex matching "" */
+            return gram_regex_accepting(g->nodes[gram_resolve(g, g->root)].re, 0) ? ACCEPT : REJECT;
         return f->phase == 1 && b == EOF_BYTE ? ACCEPT : REJECT;
     }
     const struct gram_node *n = &g->nodes[f->node];
@@ -407,6 +451,7 @@ static enum step step_frame(const struct gram *g, struct gram_frame *f, int b, i
     case GRAM_NUMBER: return step_number(f, b);
     case GRAM_INTEGER: return step_integer(n, f, b);
     case GRAM_LITERALS: return step_literals(n, f, b);
+    case GRAM_REGEX: return step_regex(n, f, b);
     case GRAM_SEQ:
         if (f->phase >= n->n) return POP_REFEED;
         *child = n->alts[f->phase];
@@ -540,7 +585,7 @@ bool gram_state_in_plain_string(const struct gram *g, const struct gram_state *s
     const struct gram_frame *f = &s->f[s->len[0] - 1];
     if (f->node < 0) return false;
     const struct gram_node *n = &g->nodes[f->node];
-    if (n->kind != GRAM_STRING || f->phase != 1 || f->pend || n->format != GRAM_FMT_NONE) return false;
+    if (n->kind != GRAM_STRING || f->phase != 1 || f->pend || n->format != GRAM_FMT_NONE || n->re) return false;
     *room = n->max_len < 0 ? -1 : n->max_len - f->count;
     return true;
 }
@@ -574,7 +619,7 @@ static const struct gram_frame *string_top(const struct gram *g, const struct gr
     const struct gram_frame *f = &s->f[s->len[0] - 1];
     if (f->node < 0) return NULL;
     const struct gram_node *n = &g->nodes[f->node];
-    bool ok = n->kind == GRAM_STRING && f->phase == phase && !f->pend && n->format == GRAM_FMT_NONE;
+    bool ok = n->kind == GRAM_STRING && f->phase == phase && !f->pend && n->format == GRAM_FMT_NONE && !n->re;
     return ok ? f : NULL;
 }
 
@@ -613,8 +658,8 @@ static void canonical_frame(const struct gram *g, struct gram_frame *f)
     const struct gram_node *n = &g->nodes[f->node];
     if (n->kind == GRAM_STRING && n->format == GRAM_FMT_NONE && f->phase > 0) {
         f->ws = f->flags = 0;
-        f->val = 0;
-        if (!f->pend) f->lo = f->hi = 0;
+        if (!n->re) f->val = 0;                         /* a pattern's DFA state is read */
+        if (!f->pend && !(n->re && f->phase == 3)) f->lo = f->hi = 0; /* and a \\u escape's digits */
         if (f->phase != 3) f->off = 0;
         if (n->max_len < 0 && f->count > n->min_len) f->count = n->min_len; /* only `count >= min_len` is read */
     } else if (n->kind == GRAM_OBJECT && f->phase != 2) {

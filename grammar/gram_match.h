@@ -47,7 +47,7 @@ bool gram_state_feed_bytes(const struct gram *g, struct gram_state *s, const uin
 bool gram_state_complete(const struct gram *g, const struct gram_state *s);
 
 /* True when every reading is inside a string's plain text (no escape or UTF-8 sequence open, no
- * format): then any run of plain characters is allowed, up to *room code points (-1: any). */
+ * format, no pattern): then any run of plain characters is allowed, up to *room code points (-1: any). */
 bool gram_state_in_plain_string(const struct gram *g, const struct gram_state *s, int *room);
 
 /* True when every reading is writing an extra property's name: then any run of

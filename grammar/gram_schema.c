@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grammar/gram_regex.h"
+
 /* The compiler's state: the grammar being built, the schema's root (for $ref) and a memo from
  * schema objects to their node (so a $ref cycle becomes a cycle of nodes). */
 struct comp {
@@ -22,7 +24,7 @@ struct comp {
 static int fail(struct comp *c, const char *path, const char *fmt, const char *arg)
 {
     if (!c->failed) {
-        char msg[200];
+        char msg[440];
         snprintf(msg, sizeof msg, fmt, arg);
         ms_err_set(c->err, MS_ERR_INVALID, "%s (at %s)", msg, path[0] ? path : "#");
     }
@@ -159,7 +161,8 @@ static const char *const IGNORED[] = {"title", "description", "$schema", "$id", 
                                       "deprecated", "readOnly", "writeOnly", "$defs", "definitions", "strict", NULL};
 static const char *const KNOWN[] = {"type", "properties", "required", "additionalProperties", "items", "minItems",
                                     "maxItems", "minLength", "maxLength", "enum", "const", "anyOf", "allOf", "nullable",
-                                    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format", "$ref", NULL};
+                                    "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "format", "$ref", "pattern",
+                                    NULL};
 
 static bool in_list(const char *const *list, const char *s)
 {
@@ -379,6 +382,24 @@ static int compile_string(struct comp *c, const cJSON *s, const char *path)
                         cJSON_IsString(f) ? f->valuestring : "?");
         if (mn > 0 || mx >= 0) return fail(c, path, "'minLength' / 'maxLength' with 'format' is not supported%s", "");
     }
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(s, "pattern");
+    if (pat) {
+        if (!cJSON_IsString(pat)) return fail(c, path, "'pattern' must be a string%s", "");
+        if (f) return fail(c, path, "'pattern' with 'format' is not supported%s", "");
+        struct ms_err rerr = {{0}};
+        struct gram_regex *re = gram_regex_compile(pat->valuestring, strlen(pat->valuestring), GRAM_RE_ECMA, &rerr);
+        if (re && (mn > 0 || mx >= 0)) { /* the lengths go into the DFA, so no dead end is left */
+            struct gram_regex *limited = gram_regex_with_length(re, mn, mx, &rerr);
+            gram_regex_free(re);
+            re = limited;
+            mn = 0;
+            mx = -1;
+        }
+        char why[320];
+        ms_strlcpy(why, rerr.msg, sizeof why);
+        if (!re) return fail(c, path, "'pattern' cannot be enforced: %s", why);
+        node(c, id)->re = re;
+    }
     struct gram_node *n = node(c, id);
     n->min_len = mn;
     n->max_len = mx;
@@ -434,7 +455,7 @@ static const char *implied_type(const cJSON *s)
 {
     static const char *const obj[] = {"properties", "required", "additionalProperties", NULL};
     static const char *const arr[] = {"items", "minItems", "maxItems", NULL};
-    static const char *const str[] = {"minLength", "maxLength", "format", NULL};
+    static const char *const str[] = {"minLength", "maxLength", "format", "pattern", NULL};
     static const char *const num[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", NULL};
     const char *const *lists[] = {obj, arr, str, num};
     const char *names[] = {"object", "array", "string", "number"};
@@ -700,6 +721,26 @@ struct gram *gram_compile_choice(int n, const char *const *texts, struct ms_err 
     return finish(&c, literals_node(&c, n, (char **)texts));
 }
 
+struct gram *gram_compile_regex(const char *regex, struct ms_err *err)
+{
+    struct ms_err rerr = {{0}};
+    struct gram_regex *re = gram_regex_compile(regex, strlen(regex), GRAM_RE_PYTHON, &rerr);
+    if (!re) {
+        ms_err_set(err, strstr(rerr.msg, "out of memory") ? MS_ERR_NOMEM : MS_ERR_INVALID, "%s", rerr.msg);
+        return NULL;
+    }
+    struct comp c;
+    if (!start(&c, NULL, err)) {
+        gram_regex_free(re);
+        return NULL;
+    }
+    c.g->raw = true;
+    int id = new_node(&c, GRAM_REGEX);
+    if (id < 0) gram_regex_free(re);
+    else node(&c, id)->re = re;
+    return finish(&c, id);
+}
+
 struct gram *gram_retain(struct gram *g)
 {
     if (g) atomic_fetch_add(&g->refs, 1);
@@ -722,6 +763,7 @@ void gram_release(struct gram *g)
         free(n->lits);
         free(n->lit_len);
         free(n->alts);
+        gram_regex_free(n->re);
     }
     free(g->nodes);
     free(g);

@@ -5,7 +5,9 @@
  * a schema; absent means true), items, minItems / maxItems, minLength / maxLength, enum, const,
  * anyOf, allOf with one member, nullable, minimum / maximum / exclusiveMinimum /
  * exclusiveMaximum (an integer range; a bounded "number" is generated as an integer in it),
- * format date / time / date-time / uuid / email, $ref to any local JSON pointer ("#",
+ * format date / time / date-time / uuid / email, pattern (gram_regex.h's syntax, ECMAScript
+ * semantics: a search, so unanchored sides allow any text; with minLength / maxLength folded
+ * into its DFA; not with format), $ref to any local JSON pointer ("#",
  * "#/$defs/X", "#/definitions/X") including recursion. Ignored: title, description, $schema,
  * $id, $comment, default, examples, deprecated, readOnly, writeOnly, $defs / definitions (as
  * containers). Anything else is an error naming the keyword: a schema is never half-enforced.
@@ -27,6 +29,7 @@
 #include "common/ms_common.h"
 
 struct cJSON;
+struct gram_regex;
 
 #define GRAM_MAX_WS 16        /* free whitespace bytes per gap */
 #define GRAM_MAX_FREE_KEY 64  /* bytes of an additional property's name */
@@ -44,6 +47,7 @@ enum gram_kind {
     GRAM_ANYOF,
     GRAM_SEQ,      /* parts one after the other (the tool call wrapper) */
     GRAM_REF,      /* an alias of `target` (a $ref) */
+    GRAM_REGEX,    /* raw text matching `re` (guided_regex); only as the root */
 };
 
 enum gram_format { GRAM_FMT_NONE, GRAM_FMT_DATE, GRAM_FMT_TIME, GRAM_FMT_DATE_TIME, GRAM_FMT_UUID, GRAM_FMT_EMAIL };
@@ -62,6 +66,8 @@ struct gram_node {
     /* STRING */
     int min_len, max_len;            /* max -1: unbounded; in code points */
     enum gram_format format;
+    /* STRING with a pattern (its decoded characters run through the DFA), REGEX: owned */
+    struct gram_regex *re;
     /* INTEGER (and bounded NUMBER, compiled as INTEGER) */
     int64_t min, max;
     /* LITERALS (sorted byte strings), ANYOF / SEQ (node ids), REF */
@@ -96,6 +102,10 @@ struct gram *gram_compile_tool_call(int n, const char *const *names, const struc
  * text non-empty and at most GRAM_MAX_CHOICE_BYTES; else NULL with err saying which. */
 #define GRAM_MAX_CHOICE_BYTES 4096
 struct gram *gram_compile_choice(int n, const char *const *texts, struct ms_err *err);
+
+/* The whole answer, raw, matches the regex (vLLM's guided_regex; Python's syntax, a full
+ * match); NULL with err naming the problem. */
+struct gram *gram_compile_regex(const char *regex, struct ms_err *err);
 
 struct gram *gram_retain(struct gram *g);
 void gram_release(struct gram *g); /* NULL allowed */

@@ -78,6 +78,23 @@ static int choice_grammar(struct oa_request *r, struct gram_cache *cache, const 
     return 0;
 }
 
+/* guided_regex / structured_outputs.regex: the whole answer, raw, matches the regex. */
+static int regex_grammar(struct oa_request *r, struct gram_cache *cache, const cJSON *v, const char *param,
+                         struct oa_error *e)
+{
+    if (!cJSON_IsString(v)) return oa_error_set(e, 400, param, NULL, "'%s' must be a string (a regular expression)", param);
+    char *key = cache_key("regex", v);
+    struct ms_err err = {{0}};
+    struct gram *g = key && cache ? gram_cache_get(cache, key) : NULL;
+    if (!g && key && (g = gram_compile_regex(v->valuestring, &err)) && cache) gram_cache_put(cache, key, g);
+    free(key);
+    r->grammar = g;
+    if (!g)
+        return oa_error_set(e, err.msg[0] && !strstr(err.msg, "out of memory") ? 400 : 500, param, NULL,
+                            "'%s' cannot be enforced: %s", param, err.msg[0] ? err.msg : "out of memory");
+    return 0;
+}
+
 /* A JSON Schema given as an object or as its JSON text (vLLM takes both). */
 static int json_grammar(struct oa_request *r, struct gram_cache *cache, const cJSON *v, const char *param,
                         struct oa_error *e)
@@ -91,19 +108,22 @@ static int json_grammar(struct oa_request *r, struct gram_cache *cache, const cJ
 }
 
 /* vLLM's spellings: "guided_json" (a schema, or its JSON text), "guided_choice" (a list of
- * strings), and {"structured_outputs": {"json" | "choice" | "json_object": true}}. */
+ * strings), "guided_regex", and {"structured_outputs": {"json" | "choice" | "regex" |
+ * "json_object": true}}. */
 static int vllm_structured(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
 {
     const cJSON *so = cJSON_GetObjectItemCaseSensitive(r->root, "structured_outputs");
     const cJSON *gj = cJSON_GetObjectItemCaseSensitive(r->root, "guided_json");
     const cJSON *gc = cJSON_GetObjectItemCaseSensitive(r->root, "guided_choice");
+    const cJSON *gr = cJSON_GetObjectItemCaseSensitive(r->root, "guided_regex");
     if (so && !cJSON_IsNull(so)) {
         if (!cJSON_IsObject(so) || cJSON_GetArraySize(so) != 1)
             return oa_error_set(e, 400, "structured_outputs", NULL,
-                                "'structured_outputs' must be an object with one of 'json', 'choice' or 'json_object'");
+                                "'structured_outputs' must be an object with one of 'json', 'choice', 'regex' or 'json_object'");
         const cJSON *k = so->child;
         if (!strcmp(k->string, "json")) return json_grammar(r, cache, k, "structured_outputs", e);
         if (!strcmp(k->string, "choice")) return choice_grammar(r, cache, k, "structured_outputs", e);
+        if (!strcmp(k->string, "regex")) return regex_grammar(r, cache, k, "structured_outputs", e);
         if (!strcmp(k->string, "json_object") && cJSON_IsTrue(k)) {
             struct ms_err err = {{0}};
             if (!(r->grammar = cached(cache, "json_object", NULL, 0, NULL, NULL, &err)))
@@ -111,11 +131,14 @@ static int vllm_structured(struct oa_request *r, struct gram_cache *cache, struc
             return 0;
         }
         return oa_error_set(e, 400, "structured_outputs", NULL,
-                            "'structured_outputs.%s' is not supported (json, choice and json_object: true are)",
+                            "'structured_outputs.%s' is not supported (json, choice, regex and json_object: true are)",
                             k->string);
     }
-    if (gj && !cJSON_IsNull(gj) && gc && !cJSON_IsNull(gc))
-        return oa_error_set(e, 400, "guided_choice", NULL, "give one of 'guided_json' and 'guided_choice'");
+    int given = (gj && !cJSON_IsNull(gj)) + (gc && !cJSON_IsNull(gc)) + (gr && !cJSON_IsNull(gr));
+    if (given > 1)
+        return oa_error_set(e, 400, gr && !cJSON_IsNull(gr) ? "guided_regex" : "guided_choice", NULL,
+                            "give one of 'guided_json', 'guided_choice' and 'guided_regex'");
+    if (gr && !cJSON_IsNull(gr)) return regex_grammar(r, cache, gr, "guided_regex", e);
     if (gc && !cJSON_IsNull(gc)) return choice_grammar(r, cache, gc, "guided_choice", e);
     if (gj && !cJSON_IsNull(gj)) return json_grammar(r, cache, gj, "guided_json", e);
     return 0;
@@ -129,7 +152,7 @@ static int response_format(struct oa_request *r, struct gram_cache *cache, struc
     if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
         return oa_error_set(e, 400, "response_format", NULL, "'response_format' must be an object with a 'type'");
     const char *t = type->valuestring;
-    if (!strcmp(t, "text")) return 0;
+    if (!strcmp(t, "text")) return vllm_structured(r, cache, e); /* free text, unless a vLLM field asks */
     struct ms_err err = {{0}};
     if (!strcmp(t, "json_object")) {
         r->grammar = cached(cache, "json_object", NULL, 0, NULL, NULL, &err);
@@ -194,16 +217,24 @@ int constraint_compile(struct oa_request *r, struct gram_cache *cache, struct oa
 {
     r->grammar = NULL;
     /* constraints we cannot enforce are refused, whatever else the request asks: never ignored */
-    static const char *const unsupported[] = {"guided_regex", "guided_grammar", "grammar"};
+    static const char *const unsupported[] = {"guided_grammar", "grammar"};
     for (size_t i = 0; i < sizeof unsupported / sizeof *unsupported; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->root, unsupported[i]);
         if (v && !cJSON_IsNull(v))
             return oa_error_set(e, 400, unsupported[i], NULL,
-                                "'%s' is not supported (JSON Schema, json_object and guided_choice are)", unsupported[i]);
+                                "'%s' is not supported (JSON Schema, json_object, guided_choice and guided_regex are)",
+                                unsupported[i]);
     }
-    if (r->route == OA_ROUTE_CHAT && r->has_tools &&
-        (r->tool_choice == OA_TOOL_CHOICE_REQUIRED || r->tool_choice == OA_TOOL_CHOICE_NAMED))
-        return forced_tool_call(r, cache, e);
+    bool forced = r->route == OA_ROUTE_CHAT && r->has_tools &&
+                  (r->tool_choice == OA_TOOL_CHOICE_REQUIRED || r->tool_choice == OA_TOOL_CHOICE_NAMED);
+    const cJSON *gr = cJSON_GetObjectItemCaseSensitive(r->root, "guided_regex");
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(r->root, "response_format");
+    const char *rf_type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rf, "type"));
+    bool rf_text = !rf || cJSON_IsNull(rf) || (rf_type && !strcmp(rf_type, "text"));
+    if (gr && !cJSON_IsNull(gr) && (forced || !rf_text)) /* one of them would be ignored */
+        return oa_error_set(e, 400, "guided_regex", NULL,
+                            "'guided_regex' cannot be combined with 'response_format' or a forced tool call");
+    if (forced) return forced_tool_call(r, cache, e);
     return response_format(r, cache, e);
 }
 

@@ -79,6 +79,15 @@ static const struct tcase CASES[] = {
       "{\"d\":\"2024-02-28\",\"u\":\"123e4567\",\"t\":\"2024-12-01T23:59:00Z\",\"e\":\"a@b.cd\"}",
       "{\"d\":\"2024-02-28\",\"u\":\"123e4567-e89b-12d3-a456-426614174000\",\"t\":\"2024-12-01T24:00:00Z\",\"e\":\"a@b.cd\"}",
       "{\"d\":\"2024-02-28\",\"u\":\"123e4567-e89b-12d3-a456-426614174000\",\"t\":\"2024-12-01T23:59:00Z\",\"e\":\"ab.cd\"}"}},
+    {"{\"type\":\"object\",\"properties\":{\"zip\":{\"type\":\"string\",\"pattern\":\"^\\\\d{5}(-\\\\d{4})?$\"},"
+     "\"tag\":{\"type\":\"string\",\"pattern\":\"[a-z]+x\"},\"fr\":{\"pattern\":\"^[à-ÿ]{2}$\"}},\"required\":[\"zip\",\"tag\"],\"additionalProperties\":false}",
+     {"{\"zip\":\"12345\",\"tag\":\"abx\"}", "{\"zip\":\"12345-6789\",\"tag\":\"--abx--\"}", "{\"zip\":\"12345\",\"tag\":\"\\u0061x\"}",
+      "{\"zip\":\"12345\",\"tag\":\"\xc3\xa9\\nax\\\"\"}", "{\"zip\":\"00000\",\"tag\":\"ax\",\"fr\":\"\xc3\xa9\\u00e8\"}"},
+     {"{\"zip\":\"1234\",\"tag\":\"ax\"}", "{\"zip\":\"12345\",\"tag\":\"x\"}", "{\"zip\":\"123456\",\"tag\":\"ax\"}",
+      "{\"zip\":\"12345\",\"tag\":\"\\u0041x\"}", "{\"zip\":\"12345\",\"tag\":\"ax\",\"fr\":\"\xc3\xa9" "e\"}", "{\"zip\":\"1234\\u0035\",\"tag\":\"a\\x\"}"}},
+    {"{\"type\":\"string\",\"pattern\":\"[a-z]\",\"minLength\":2,\"maxLength\":4}",
+     {"\"ab\"", "\"1a\"", "\"\\u0041b\"", "\"z\xc3\xa9\xc3\xa9\xc3\xa9\"", "\"a\\n\\\"\\\\\""},
+     {"\"a\"", "\"12\"", "\"abcde\"", "\"ABC\"", "\"a\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\""}},
     /* a closing quote only past minLength; extra keys of up to GRAM_MAX_FREE_KEY bytes */
     {"{\"type\":\"object\",\"properties\":{\"s\":{\"type\":\"string\",\"minLength\":3,\"maxLength\":20}},"
      "\"required\":[\"s\"],\"additionalProperties\":{\"type\":\"string\"}}",
@@ -116,7 +125,10 @@ static void test_cases(void)
 static void test_errors(void)
 {
     static const char *const bad[][2] = {
-        {"{\"type\":\"string\",\"pattern\":\"^a+$\"}", "pattern"},
+        {"{\"type\":\"string\",\"pattern\":\"^a(?=b)\"}", "lookahead"},
+        {"{\"type\":\"string\",\"pattern\":\"^a+$\",\"format\":\"date\"}", "pattern"},
+        {"{\"type\":\"string\",\"pattern\":\"^a{5}$\",\"maxLength\":3}", "matches no text"},
+        {"{\"type\":\"string\",\"pattern\":\"[\"}", "never closed"},
         {"{\"oneOf\":[{\"type\":\"string\"}]}", "oneOf"},
         {"{\"type\":\"object\",\"patternProperties\":{}}", "patternProperties"},
         {"{\"$ref\":\"#/$defs/missing\"}", "does not resolve"},
@@ -157,6 +169,24 @@ static void test_choice(void)
     const char *empty[] = {"a", ""};
     test_cond("an empty choice is refused", !gram_compile_choice(2, empty, &err) && strstr(err.msg, "empty"));
     test_cond("no choices is refused", !gram_compile_choice(0, texts, &err));
+}
+
+static void test_regex(void)
+{
+    struct ms_err err = {{0}};
+    struct gram *g = gram_compile_regex("(\\d+|none)(, \\d+)*", &err);
+    test_cond("regex compiles", g != NULL);
+    if (g) {
+        test_cond("regex texts", matches(g, "12") && matches(g, "none, 3, 45") && matches(g, "0"));
+        test_cond("a viable prefix is not complete", prefix_ok(g, "12, ") && !matches(g, "12, ") && !matches(g, "no"));
+        test_cond("nothing else", !prefix_ok(g, "x") && !prefix_ok(g, " 1") && !matches(g, "") && !prefix_ok(g, "1,2"));
+        gram_release(g);
+    }
+    g = gram_compile_regex("(ab)*", &err);
+    test_cond("a regex matching the empty text may end at once", g && matches(g, "") && matches(g, "abab") && !matches(g, "aba"));
+    gram_release(g);
+    test_cond("a bad regex is refused, naming the problem", !gram_compile_regex("a(?<=b)", &err) && strstr(err.msg, "lookbehind"));
+    test_cond("a regex that matches nothing is refused", !gram_compile_regex("[^\\s\\S]", &err) && strstr(err.msg, "matches no text"));
 }
 
 static void test_json_object_and_tools(void)
@@ -239,13 +269,15 @@ static void test_mask(const struct tokenizer *tok, const struct gram_vocab *v)
     uint32_t *bits = malloc((size_t)words * sizeof *bits);
     static struct gram_state mirror, scratch;
     int checked = 0, mismatches = 0;
-    for (size_t c = 0; c < sizeof CASES / sizeof *CASES + 3; c++) {
+    for (size_t c = 0; c < sizeof CASES / sizeof *CASES + 4; c++) {
         struct ms_err err = {{0}};
         struct gram *g;
         const char *choices[] = {"positive", "negative", "neutral", "日本語", " yes"};
         if (c < sizeof CASES / sizeof *CASES) g = compile_text(CASES[c].schema, &err);
         else if (c == sizeof CASES / sizeof *CASES) g = gram_compile_json_object(&err);
         else if (c == sizeof CASES / sizeof *CASES + 2) g = gram_compile_choice(5, choices, &err);
+        else if (c == sizeof CASES / sizeof *CASES + 3)
+            g = gram_compile_regex("(Yes|No|[A-Z][a-z]{2,8}( [a-zé]{1,6}){0,3})[.!]?\\n?( \\d{1,3}(\\.\\d{1,3}){3})?", &err);
         else {
             cJSON *p = cJSON_Parse("{\"type\":\"object\",\"properties\":{\"q\":{\"type\":\"string\",\"maxLength\":5}},\"required\":[\"q\"]}");
             const char *nm[] = {"search"};
@@ -437,6 +469,7 @@ int main(int argc, char **argv)
     test_errors();
     test_json_object_and_tools();
     test_choice();
+    test_regex();
     if (argc > 1) {
         struct ms_err err = {{0}};
         struct tokenizer *tok = tok_load(argv[1], &err);

@@ -144,7 +144,9 @@ test('tool_choice required / named force one schema-valid call', async () => {
 
 test('a schema that cannot be enforced is a 400 naming the keyword', async () => {
   const cases = [
-    [{ type: 'string', pattern: '^a$' }, /pattern/],
+    [{ type: 'string', pattern: '^a(?=b)' }, /pattern.*lookahead/],
+    [{ type: 'string', pattern: '^a+$', format: 'date' }, /pattern/],
+    [{ type: 'string', pattern: '^a{5}$', maxLength: 4 }, /matches no text/],
     [{ type: 'object', properties: { a: { oneOf: [{ type: 'string' }] } } }, /oneOf/],
     [{ $ref: '#/$defs/nope' }, /does not resolve/],
     [{ $ref: '#/$defs/a', $defs: { a: obj({ a: { $ref: '#/$defs/a' } }) } }, /no finite instance/],
@@ -157,11 +159,11 @@ test('a schema that cannot be enforced is a 400 naming the keyword', async () =>
     assert.equal(json.error.param, 'response_format');
     assert.match(json.error.message, re);
   }
-  const { status, json } = await chat({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'string', pattern: 'x' } } } } }],
+  const { status, json } = await chat({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { a: { type: 'string', pattern: '(x)\\1' } } } } }],
                                         tool_choice: 'required' });
   assert.equal(status, 400);
   assert.equal(json.error.param, 'tools');
-  assert.match(json.error.message, /pattern/);
+  assert.match(json.error.message, /pattern.*backreferences/);
 });
 
 test('the openai SDK: parse() with zodResponseFormat and zodFunction', async () => {
@@ -227,7 +229,7 @@ test("vLLM's guided_json and structured_outputs.json", async () => {
     assert.equal(json.choices[0].finish_reason, 'stop', JSON.stringify(json));
     assert.ok(ajv.validate(schema, JSON.parse(json.choices[0].message.content)), json.choices[0].message.content);
   }
-  const bad = await chat({ structured_outputs: { regex: 'a+' } });
+  const bad = await chat({ structured_outputs: { grammar: 'root ::= "a"' } });
   assert.equal(bad.status, 400);
   assert.equal(bad.json.error.param, 'structured_outputs');
 });
@@ -253,11 +255,60 @@ test("vLLM's guided_choice and structured_outputs.choice: exactly one of the str
   for (const [body, param] of [[{ guided_choice: [] }, 'guided_choice'], [{ guided_choice: ['a', 1] }, 'guided_choice'],
     [{ guided_choice: ['a', ''] }, 'guided_choice'], [{ structured_outputs: { choice: 'a' } }, 'structured_outputs'],
     [{ guided_choice: ['a'], guided_json: { type: 'object' } }, 'guided_choice'],
-    [{ guided_regex: '[a-z]+' }, 'guided_regex'], [{ guided_grammar: 'root ::= "a"' }, 'guided_grammar'],
+    [{ guided_grammar: 'root ::= "a"' }, 'guided_grammar'],
     [{ grammar: 'root ::= "a"' }, 'grammar'],
     [{ guided_regex: 'a+', response_format: { type: 'json_object' } }, 'guided_regex']]) {
     const bad = await chat(body);
     assert.equal(bad.status, 400, JSON.stringify(body));
     assert.equal(bad.json.error.param, param, JSON.stringify(bad.json));
+  }
+});
+
+test('guided_regex / structured_outputs.regex: the whole answer matches; pattern strings validate with ajv', async () => {
+  // bounded regexes: the model must be able to end, and the answer must match from start to end
+  const regexes = ['(yes|no|maybe), [a-z]{2,6}\\.', '\\d{3}-\\d{4}', '[A-Z][a-z]{1,8}( [A-Z][a-z]{1,8})?!?',
+                   '(?:ab|cd){1,3}[0-9]?', 'é{1,3}日?', '\\{"k": (true|false|null)\\}'];
+  for (const re of regexes) {
+    const full = new RegExp('^(?:' + re + ')$', 'u');
+    for (let seed = 0; seed < 2; seed++) {
+      const extra = seed % 2 ? { structured_outputs: { regex: re } } : { guided_regex: re };
+      const { status, json } = await chat({ ...extra, temperature: 1, seed, max_tokens: 60 });
+      assert.equal(status, 200, JSON.stringify(json));
+      assert.equal(json.choices[0].finish_reason, 'stop', JSON.stringify(json));
+      assert.match(json.choices[0].message.content, full);
+    }
+  }
+  const r = await fetch(srv.base + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: 'Phone:', guided_regex: '\\+?\\d{2,3} \\d{3}', max_tokens: 20, temperature: 1, seed: 4 }) });
+  const j = await r.json();
+  assert.equal(r.status, 200, JSON.stringify(j));
+  assert.match(j.choices[0].text, /^\+?\d{2,3} \d{3}$/);
+  // JSON Schema pattern (ECMAScript semantics, a search unless anchored), checked by ajv
+  const schema = obj({ zip: { type: 'string', pattern: '^\\d{5}(-\\d{4})?$' }, code: { type: 'string', pattern: '^[A-Z]{2}\\d$' },
+                       word: { type: 'string', pattern: '^[a-zé]{1,8}$' }, mood: { type: 'string', pattern: '^(?:ok|fine)!?$' },
+                       tag: { type: 'string', pattern: '[a-z]', minLength: 2, maxLength: 6 } });
+  const validate = ajv.compile(schema);
+  let validated = 0;
+  for (let seed = 0; seed < 4; seed++) {
+    const { status, json } = await chat({ response_format: { type: 'json_schema', json_schema: { name: 'p', schema } },
+                                          temperature: 1, seed, max_tokens: 200 });
+    assert.equal(status, 200, JSON.stringify(json));
+    const ch = json.choices[0];
+    if (ch.finish_reason === 'length') continue;
+    assert.equal(ch.finish_reason, 'stop');
+    const v = JSON.parse(ch.message.content);
+    assert.ok(validate(v), ch.message.content + '\n' + ajv.errorsText(validate.errors));
+    validated++;
+  }
+  assert.ok(validated >= 2, `${validated} of 4 pattern answers ended`);
+  // regexes we cannot compile: a 400 naming the problem
+  for (const [body, param, re] of [[{ guided_regex: 'a(?=b)' }, 'guided_regex', /lookahead/],
+    [{ guided_regex: '(a' }, 'guided_regex', /never closed/], [{ structured_outputs: { regex: '(a)\\1' } }, 'structured_outputs', /backreferences/],
+    [{ guided_regex: 5 }, 'guided_regex', /string/], [{ guided_regex: '(a|b)*a(a|b){13}' }, 'guided_regex', /DFA states/],
+    [{ guided_regex: 'a', guided_choice: ['a'] }, 'guided_regex', /one of/]]) {
+    const bad = await chat(body);
+    assert.equal(bad.status, 400, JSON.stringify(body));
+    assert.equal(bad.json.error.param, param, JSON.stringify(bad.json));
+    assert.match(bad.json.error.message, re);
   }
 });
