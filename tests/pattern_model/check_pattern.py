@@ -71,6 +71,8 @@ def main():
                     help="cases to decode step by step with the reference (slow: ~0.3 s/token)")
     ap.add_argument("--no-reference", action="store_true", help="check the engine only")
     ap.add_argument("--no-engine", action="store_true", help="check the reference only")
+    ap.add_argument("--single-limit", type=int, default=-1,
+                    help="run only the first N cases one process each (all still run batched)")
     args = ap.parse_args()
 
     with open(os.path.join(args.model, "pattern.json")) as f:
@@ -90,7 +92,7 @@ def main():
             fails += 1
 
     if not args.no_engine:
-        for c in cases:
+        for c in cases if args.single_limit < 0 else cases[:args.single_limit]:
             check("engine", c, engine_single(args.moeserve, args.model, c))
         for c, got in zip(cases, engine_batch(args.moeserve, args.model, cases)):
             check("engine-batch", c, got)
