@@ -7,7 +7,7 @@ import net from 'node:net';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { metrics, waitFor, scaled } from '../server/helpers.mjs';
+import { metrics, waitFor, scaled, TIME_SCALE } from '../server/helpers.mjs';
 import { rawHttp, httpBytes, sleep, startServerN, hardNofile, openStream } from './raw.mjs';
 
 const COMP = '/v1/completions', CHAT = '/v1/chat/completions';
@@ -109,7 +109,10 @@ test('SSE readers that stop reading stall neither other streams nor the engine',
   const before = await metrics(srv.base);
   // two clients that read the first event and then nothing for 8 s, with a 4 KB receive buffer:
   // the server's writes to them block within a few KB
-  const slowBody = JSON.stringify({ prompt: 'Once upon a time', max_tokens: 2000, ignore_eos: true, stream: true, logprobs: 20 });
+  // 2,000 tokens each; 600 under the sanitizers (about 1 MB of events each, still far past the
+  // 4 KB buffer), whose engine is ten times slower
+  const slowTokens = TIME_SCALE > 1 ? 600 : 2000;
+  const slowBody = JSON.stringify({ prompt: 'Once upon a time', max_tokens: slowTokens, ignore_eos: true, stream: true, logprobs: 20 });
   const slow = [0, 1].map(() => {
     const p = spawn(PY, [path.join(HERE, 'slow_reader.py'), String(srv.port), COMP, slowBody, '8'], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
@@ -124,14 +127,14 @@ test('SSE readers that stop reading stall neither other streams nor the engine',
   const stepsBefore = (await metrics(srv.base))['moeserve:engine_steps_total'];
   const during = await measure();
   const steps = (await metrics(srv.base))['moeserve:engine_steps_total'] - stepsBefore;
-  // the engine finishes the slow readers' requests (2,000 tokens each) although nobody reads them
+  // the engine finishes the slow readers' requests although nobody reads them
   const m = await waitFor(async () => {
     const x = await metrics(srv.base);
     return x['moeserve:num_requests_running'] === 0 && x['moeserve:kv_cache_usage_perc'] === 0 ? x : null;
   }, 60000, 'the slow readers\' requests to finish in the engine');
   const generated = m['moeserve:generation_tokens_total'] - before['moeserve:generation_tokens_total'];
   note(`token rate of a normal stream: ${base.rate.toFixed(0)}/s alone, ${during.rate.toFixed(0)}/s beside 2 stalled readers ` +
-    `(${during.n} tokens in ${steps} engine steps); the engine generated ${generated} tokens meanwhile (2 x 2000 unread + ${during.n})`);
+    `(${during.n} tokens in ${steps} engine steps); the engine generated ${generated} tokens meanwhile (2 x ${slowTokens} unread + ${during.n})`);
   assert.equal(during.n, base.n);
   // Not stalled: the stream got a token from (nearly) every engine step while it ran. The rest are
   // the prefill step and the steps the engine runs for the other two sequences between reading the
@@ -142,7 +145,7 @@ test('SSE readers that stop reading stall neither other streams nor the engine',
   // sequences with top-20 logprobs each step) and for whatever else the machine runs (0.19 x seen
   // beside a parallel suite); tokens per engine step is what tells a stalled stream.
   assert.ok(during.n >= Math.floor(steps * 0.95) - 5, `${during.n} tokens in ${steps} steps`);
-  assert.ok(generated >= 4000, `${generated}`);
+  assert.ok(generated >= 2 * slowTokens, `${generated}`);
   // the stalled readers, once they read again, get their whole streams
   const results = await Promise.all(slow.map((s) => s.result));
   note(`stalled readers after 8 s without reading: ${results.map((r) => `${r.bytes} bytes, ${r.done ? 'complete' : 'cut off'}`).join('; ')}`);
@@ -187,7 +190,10 @@ test('200 streams cancelled by their clients after 0.5 s: KV pool empty within 1
 
 test('a burst beyond --max-queued-requests: 429 + Retry-After within 100 ms, the accepted all complete', async () => {
   const srv = await startServerN({ args: ['--max-num-seqs', '2', '--max-queued-requests', '4'] });
-  const body = JSON.stringify({ prompt: 'Count with me:', max_tokens: 200, ignore_eos: true, temperature: 0 });
+  // 200 tokens keep the accepted ones running while the burst arrives (60 under the sanitizers,
+  // whose engine is ten times slower)
+  const burstTokens = TIME_SCALE > 1 ? 60 : 200;
+  const body = JSON.stringify({ prompt: 'Count with me:', max_tokens: burstTokens, ignore_eos: true, temperature: 0 });
   const N = 30;
   const res = await Promise.all(Array.from({ length: N }, () => rawHttp(srv.port, httpBytes('POST', COMP, { body }), { timeoutMs: 60000 })));
   const ok = res.filter((r) => r.status === 200), busy = res.filter((r) => r.status === 429);
@@ -197,7 +203,7 @@ test('a burst beyond --max-queued-requests: 429 + Retry-After within 100 ms, the
   assert.equal(ok.length + busy.length, N, res.map((r) => r.status).join(','));
   assert.ok(ok.length >= 6, `${ok.length} accepted`);
   assert.ok(busy.length >= 1);
-  for (const r of ok) assert.equal(r.json.usage.completion_tokens, 200);
+  for (const r of ok) assert.equal(r.json.usage.completion_tokens, burstTokens);
   for (const r of busy) {
     assert.equal(r.headers['retry-after'], '1');
     assert.equal(r.json.error.type, 'rate_limit_error');
