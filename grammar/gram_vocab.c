@@ -532,17 +532,38 @@ static bool re_sync(struct gram_matcher *m, struct re_walk *w, int d)
     return true;
 }
 
+static void walk_regex(struct gram_matcher *m, struct re_walk *w, int c, int end, int d, int state, uint32_t *bits);
+
+/* The matcher's walk of the subtree [c, node[c].end) from m->lvl[d], back to walk_regex wherever
+ * a byte lands in regex text again (after an escape, or in the next pattern string). */
+static void walk_mixed(struct gram_matcher *m, int c, int d, uint32_t *bits)
+{
+    const struct fnode *node = m->v->all.node;
+    const struct fnode *n = &node[c];
+    const int32_t *next = m->v->tok_next;
+    if (!gram_state_feed(m->g, &m->lvl[d], n->byte, &m->lvl[d + 1])) return;
+    for (int tok = n->tok; tok >= 0; tok = next[tok]) bits[tok >> 5] |= 1u << (tok & 31);
+    if (n->end == c + 1) return;
+    m->path[d] = n->byte;
+    struct re_walk w = {.valid = d + 1};
+    int state;
+    if (gram_state_in_regex(m->g, &m->lvl[d + 1], &w.re, &state, &w.in_string)) {
+        walk_regex(m, &w, c + 1, n->end, d + 1, state, bits);
+        return;
+    }
+    for (int k = c + 1; k < n->end; k = node[k].end) walk_mixed(m, k, d + 1, bits);
+}
+
 static void walk_regex(struct gram_matcher *m, struct re_walk *w, int c, int end, int d, int state, uint32_t *bits)
 {
     const struct fnode *node = m->v->all.node;
     const int32_t *next = m->v->tok_next;
-    struct close_filter none = {0};
     while (c < end) {
         const struct fnode *n = &node[c];
         int b = n->byte, s;
         if (w->valid > d) w->valid = d; /* the levels past d belonged to the previous sibling's path */
         if (w->in_string && (b == '"' || b == '\\' || b < 0x20)) {
-            if (re_sync(m, w, d)) walk(m, node, next, c, n->end, d, &none, bits);
+            if (re_sync(m, w, d)) walk_mixed(m, c, d, bits);
         } else if ((s = gram_regex_next(w->re, state, (uint8_t)b)) >= 0) {
             for (int tok = n->tok; tok >= 0; tok = next[tok]) bits[tok >> 5] |= 1u << (tok & 31);
             m->path[d] = (uint8_t)b;
