@@ -26,9 +26,8 @@ static bool scheme_available(const struct quant_scheme *s)
         for (int layer = 0; layer < m.n_layers; layer++)
             for (int experts = 0; experts < 2; experts++) {
                 struct qscheme_tensor t = {(enum qscheme_role)role, experts, 2 + experts, 2048, layer};
-                const char *name = qscheme_choose(s, &t, &m);
-                const struct weight_format *f = fmt_by_name(name);
-                if (!f || !f->quantize_row || !qscheme_ggml_by_name(name)) return false;
+                const struct weight_format *f = fmt_by_name(qscheme_choose(s, &t, &m));
+                if (!f || !f->quantize_row) return false;
             }
     return true;
 }

@@ -29,11 +29,6 @@ static int choose(struct builder *b, struct gguf_export_tensor *t, enum qscheme_
     const char *name = qscheme_choose(b->s, &q, &b->m);
     const struct qscheme_ggml_type *g = qscheme_ggml_by_name(name);
     const struct weight_format *f = fmt_by_name(name);
-    if (!g && qscheme_native_by_name(name))
-        return ms_err_set(err, MS_ERR_UNSUPPORTED,
-                          "--type %s needs %s (for %s), which has no ggml type: a GGUF this build cannot write yet "
-                          "(serve --quantize %s converts the checkpoint at load)",
-                          b->s->name, name, t->name, b->s->name);
     if (!g) return ms_err_set(err, MS_ERR_INTERNAL, "quant_scheme chose unknown type %s for %s", name, t->name);
     if (!f || !f->quantize_row)
         return ms_err_set(err, MS_ERR_UNSUPPORTED,

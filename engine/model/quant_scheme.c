@@ -3,6 +3,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine/kernels/format.h"
+
 /* ggml.h's type ids and ggml-common.h's block sizes (the GGUF format's facts, whatever this
  * build implements). */
 static const struct qscheme_ggml_type ggml_types[] = {
@@ -13,22 +15,6 @@ static const struct qscheme_ggml_type ggml_types[] = {
     {"BF16", 30, 1, 2},      {"MXFP4", 39, 32, 17},
 };
 #define N_GGML_TYPES (int)(sizeof ggml_types / sizeof ggml_types[0])
-
-/* Formats of this build that no ggml type stores (their id is QSCHEME_NO_GGML_ID), with the
- * block sizes of engine/kernels/format.c's entries: load-time schemes (`serve --quantize`) can
- * choose them, and the GGUF writer refuses them. */
-static const struct qscheme_ggml_type native_types[] = {
-    {"NVFP4", QSCHEME_NO_GGML_ID, 256, 148},
-    {"HIF4", QSCHEME_NO_GGML_ID, 64, 36},
-};
-#define N_NATIVE_TYPES (int)(sizeof native_types / sizeof native_types[0])
-
-const struct qscheme_ggml_type *qscheme_native_by_name(const char *name)
-{
-    for (int i = 0; i < N_NATIVE_TYPES; i++)
-        if (!strcasecmp(native_types[i].name, name)) return &native_types[i];
-    return NULL;
-}
 
 const struct qscheme_ggml_type *qscheme_ggml_by_name(const char *name)
 {
@@ -156,11 +142,14 @@ static const struct {
     {"Q4_K", "Q5_0"}, {"Q5_K", "Q5_1"}, {"Q6_K", "Q8_0"}, {"Q2_K", "IQ4_NL"}, {"Q3_K", "IQ4_NL"}, {"IQ4_XS", "IQ4_NL"},
 };
 
+/* Whether a row of row_len values holds whole blocks of `type`: a ggml type, or (load_only
+ * schemes) a format of this build that ggml lacks, with the registry's block size */
 static bool fits(const char *type, int64_t row_len)
 {
     const struct qscheme_ggml_type *g = qscheme_ggml_by_name(type);
-    if (!g) g = qscheme_native_by_name(type);
-    return g && row_len % g->block_values == 0;
+    if (g) return row_len % g->block_values == 0;
+    const struct weight_format *f = fmt_by_name(type);
+    return f && row_len % f->block_values == 0;
 }
 
 const char *qscheme_choose(const struct quant_scheme *s, const struct qscheme_tensor *t,

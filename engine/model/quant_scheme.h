@@ -23,10 +23,6 @@ struct qscheme_ggml_type {
 };
 
 const struct qscheme_ggml_type *qscheme_ggml_by_name(const char *name);
-/* A format of this build with no ggml type (NVFP4, HIF4), as a type with id QSCHEME_NO_GGML_ID; NULL
- * for ggml's types and unknown names. */
-#define QSCHEME_NO_GGML_ID UINT32_MAX
-const struct qscheme_ggml_type *qscheme_native_by_name(const char *name);
 const struct qscheme_ggml_type *qscheme_ggml_by_id(uint32_t id);
 /* Bytes of a row of `cols` values; 0 when cols is not a whole number of blocks. */
 uint64_t qscheme_ggml_row_bytes(const struct qscheme_ggml_type *t, int64_t cols);
@@ -76,7 +72,6 @@ struct quant_scheme {
 
 /* The type name a load-time scheme gives a tensor that stays in its stored dtype. */
 #define QSCHEME_KEEP "stored"
-
 
 /* The scheme called `name` (case-insensitive), or NULL. */
 const struct quant_scheme *qscheme_by_name(const char *name);
