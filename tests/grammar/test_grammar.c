@@ -247,6 +247,19 @@ static struct gram_vocab *load_vocab(const struct tokenizer *tok, int32_t eos)
 }
 
 /* brute force: is token t allowed in state s? */
+/* A random token allowed by `bits`, preferring short ones (a longer one is taken one time in
+ * long_odds) so walks get deep; -1 if none is found. */
+static int pick_allowed(const struct tokenizer *tok, const uint32_t *bits, int n, uint32_t long_odds)
+{
+    for (int tries = 0; tries < 200000; tries++) {
+        int t = (int)(next_rand() % (uint32_t)n);
+        size_t len = 0;
+        tok_id_to_bytes(tok, t, &len);
+        if ((bits[t >> 5] >> (t & 31) & 1) && (len <= 2 || next_rand() % long_odds == 0)) return t;
+    }
+    return -1;
+}
+
 static int brute(const struct gram *g, const struct tokenizer *tok, const struct gram_state *s, int t, int32_t eos)
 {
     static struct gram_state a, b;
@@ -308,14 +321,7 @@ static void test_mask(const struct tokenizer *tok, const struct gram_vocab *v)
                     mismatches++;
                     break;
                 }
-                /* a random allowed token, preferring short ones so walks get deep */
-                int pick = -1;
-                for (int tries = 0; tries < 200000 && pick < 0; tries++) {
-                    int t = (int)(next_rand() % (uint32_t)n);
-                    size_t len = 0;
-                    tok_id_to_bytes(tok, t, &len);
-                    if ((bits[t >> 5] >> (t & 31) & 1) && (len <= 2 || next_rand() % 4 == 0)) pick = t;
-                }
+                int pick = pick_allowed(tok, bits, n, 4);
                 if (pick < 0 || pick == eos) break;
                 test_cond("accept an allowed token", gram_matcher_accept(m, pick) == 0);
                 size_t len;
@@ -443,13 +449,7 @@ static void test_cache(const struct tokenizer *tok, const struct gram_vocab *v)
                     fprintf(stderr, "  cache schema %zu walk %d step %d: cached mask differs\n", c, walkno, step);
                     break;
                 }
-                int pick = -1;
-                for (int tries = 0; tries < 200000 && pick < 0; tries++) {
-                    int t = (int)(next_rand() % (uint32_t)n);
-                    size_t len = 0;
-                    tok_id_to_bytes(tok, t, &len);
-                    if ((fresh[t >> 5] >> (t & 31) & 1) && (len <= 2 || next_rand() % 8 == 0)) pick = t;
-                }
+                int pick = pick_allowed(tok, fresh, n, 8);
                 if (pick < 0 || pick == eos) break;
                 test_cond("accept an allowed token", gram_matcher_accept(m, pick) == 0);
             }
@@ -513,13 +513,7 @@ static void test_mask_regex(const struct tokenizer *tok, const struct gram_vocab
                     mismatches++;
                     fprintf(stderr, "  regex case %zu step %d: token %d (%s) differs\n", c, step, first_bad, tok_id_to_piece(tok, first_bad));
                 }
-                int pick = -1;
-                for (int tries = 0; tries < 200000 && pick < 0 && allowed; tries++) {
-                    int t = (int)(next_rand() % (uint32_t)n);
-                    size_t len = 0;
-                    tok_id_to_bytes(tok, t, &len);
-                    if ((fresh[t >> 5] >> (t & 31) & 1) && (len <= 2 || next_rand() % 4 == 0)) pick = t;
-                }
+                int pick = allowed ? pick_allowed(tok, fresh, n, 4) : -1;
                 if (pick < 0 || pick == eos) break;
                 test_cond("accept an allowed token", gram_matcher_accept(m, pick) == 0);
                 size_t len;
