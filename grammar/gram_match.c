@@ -677,7 +677,7 @@ static void canonical_frame(const struct gram *g, struct gram_frame *f)
     if (n->kind == GRAM_STRING && n->format == GRAM_FMT_NONE && f->phase > 0) {
         f->ws = f->flags = 0;
         if (!n->re) f->val = 0;                         /* a pattern's DFA state is read */
-        if (!f->pend && !(n->re && f->phase == 3)) f->lo = f->hi = 0; /* and a \\u escape's digits */
+        if (!f->pend && f->phase != 3) f->lo = f->hi = 0; /* a \\u escape's digits are read (surrogates) */
         if (f->phase != 3) f->off = 0;
         if (n->max_len < 0 && f->count > n->min_len) f->count = n->min_len; /* only `count >= min_len` is read */
     } else if (n->kind == GRAM_OBJECT && f->phase != 2) {

@@ -275,6 +275,55 @@ static int brute(const struct gram *g, const struct tokenizer *tok, const struct
     return gram_state_feed_bytes(g, &a, (const uint8_t *)bytes, (int)len, &b);
 }
 
+
+/* The mask cache's premise: states with equal keys (gram_state_key) accept the same bytes next
+ * and are equally complete. Checked on every pair of states after these texts, chosen where a
+ * frame field is easily dropped from the key: \u escapes (the surrogate check reads the first
+ * digit), bounded and pattern strings. */
+static void test_state_keys(void)
+{
+    static const struct { const char *schema, *text; } at[] = {
+        {"{\"type\":\"string\"}", "\"\\u"},   {"{\"type\":\"string\"}", "\"\\u0"},
+        {"{\"type\":\"string\"}", "\"\\uD"},  {"{\"type\":\"string\"}", "\"\\u00"},
+        {"{\"type\":\"string\"}", "\"\\uD7"}, {"{\"type\":\"string\"}", "\"\\u0D"},
+        {"{\"type\":\"string\"}", "\"a\\u0"}, {"{\"type\":\"string\"}", "\"a\\uD"},
+        {"{\"type\":\"string\"}", "\"abc"},   {"{\"type\":\"string\"}", "\"ab"},
+        {"{\"type\":\"string\",\"maxLength\":3}", "\"ab"}, {"{\"type\":\"string\",\"maxLength\":3}", "\"a\\uD"},
+        {"{\"type\":\"string\",\"maxLength\":3}", "\"a\\u0"}, {"{\"type\":\"string\",\"maxLength\":3}", "\"abc"},
+        {"{\"type\":\"string\",\"pattern\":\"^[a-f]+$\"}", "\"\\u00"}, {"{\"type\":\"string\",\"pattern\":\"^[a-f]+$\"}", "\"\\u0"},
+        {"{\"type\":\"string\",\"pattern\":\"^[a-f]+$\"}", "\"ab"}, {"{\"type\":\"string\",\"pattern\":\"^[a-f]+$\"}", "\"a"},
+    };
+    enum { N = sizeof at / sizeof *at };
+    static struct gram_state st[N], key_a, key_b, scratch, next;
+    struct gram *g[N] = {0};
+    int fed = 0, pairs = 0, bad = 0;
+    for (int i = 0; i < N; i++) {
+        struct ms_err err = {{0}};
+        g[i] = compile_text(at[i].schema, &err);
+        if (!g[i]) continue;
+        gram_state_init(&st[i], g[i]);
+        fed += gram_state_feed_bytes(g[i], &st[i], (const uint8_t *)at[i].text, (int)strlen(at[i].text), &scratch);
+    }
+    test_cond("every key-test text is accepted", fed == N);
+    for (int i = 0; i < N; i++)
+        for (int j = i + 1; j < N; j++) {
+            if (!g[i] || strcmp(at[i].schema, at[j].schema)) continue; /* keys compare within one grammar */
+            size_t la = gram_state_key(g[i], &st[i], &key_a), lb = gram_state_key(g[j], &st[j], &key_b);
+            if (la != lb || memcmp(&key_a, &key_b, la)) continue;
+            pairs++;
+            bool same = gram_state_complete(g[i], &st[i]) == gram_state_complete(g[j], &st[j]);
+            for (int b = 0; b < 256 && same; b++)
+                same = gram_state_feed(g[i], &st[i], (uint8_t)b, &next) == gram_state_feed(g[j], &st[j], (uint8_t)b, &next);
+            if (!same) {
+                bad++;
+                fprintf(stderr, "  one key for %s and %s (schema %s), which accept different bytes\n", at[i].text,
+                        at[j].text, at[i].schema);
+            }
+        }
+    printf("state keys: %d pairs share a key, %d of them accept different bytes\n", pairs, bad);
+    test_cond("states with equal keys accept the same bytes", bad == 0);
+    for (int i = 0; i < N; i++) gram_release(g[i]);
+}
 static void test_mask(const struct tokenizer *tok, const struct gram_vocab *v)
 {
     int32_t eos = tok_token_id(tok, "<|im_end|>");
@@ -537,6 +586,7 @@ int main(int argc, char **argv)
     test_json_object_and_tools();
     test_choice();
     test_regex();
+    test_state_keys();
     if (argc > 1) {
         struct ms_err err = {{0}};
         struct tokenizer *tok = tok_load(argv[1], &err);
