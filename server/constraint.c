@@ -110,49 +110,64 @@ static int json_grammar(struct oa_request *r, struct gram_cache *cache, const cJ
 /* vLLM's spellings: "guided_json" (a schema, or its JSON text), "guided_choice" (a list of
  * strings), "guided_regex", and {"structured_outputs": {"json" | "choice" | "regex" |
  * "json_object": true}}. */
-static int vllm_structured(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
+static const char *const VLLM_FIELDS[] = {"structured_outputs", "guided_json", "guided_choice", "guided_regex"};
+
+/* The vLLM field the request gives (*v NULL: none); a 400 when it gives more than one, since
+ * all but one would be ignored. */
+static int vllm_field(const struct oa_request *r, const cJSON **v, const char **name, struct oa_error *e)
 {
-    const cJSON *so = cJSON_GetObjectItemCaseSensitive(r->root, "structured_outputs");
-    const cJSON *gj = cJSON_GetObjectItemCaseSensitive(r->root, "guided_json");
-    const cJSON *gc = cJSON_GetObjectItemCaseSensitive(r->root, "guided_choice");
-    const cJSON *gr = cJSON_GetObjectItemCaseSensitive(r->root, "guided_regex");
-    if (so && !cJSON_IsNull(so)) {
-        if (!cJSON_IsObject(so) || cJSON_GetArraySize(so) != 1)
-            return oa_error_set(e, 400, "structured_outputs", NULL,
-                                "'structured_outputs' must be an object with one of 'json', 'choice', 'regex' or 'json_object'");
-        const cJSON *k = so->child;
-        if (!strcmp(k->string, "json")) return json_grammar(r, cache, k, "structured_outputs", e);
-        if (!strcmp(k->string, "choice")) return choice_grammar(r, cache, k, "structured_outputs", e);
-        if (!strcmp(k->string, "regex")) return regex_grammar(r, cache, k, "structured_outputs", e);
-        if (!strcmp(k->string, "json_object") && cJSON_IsTrue(k)) {
-            struct ms_err err = {{0}};
-            if (!(r->grammar = cached(cache, "json_object", NULL, 0, NULL, NULL, &err)))
-                return oa_error_set(e, 500, NULL, NULL, "out of memory");
-            return 0;
-        }
-        return oa_error_set(e, 400, "structured_outputs", NULL,
-                            "'structured_outputs.%s' is not supported (json, choice, regex and json_object: true are)",
-                            k->string);
+    *v = NULL;
+    *name = NULL;
+    for (size_t i = 0; i < sizeof VLLM_FIELDS / sizeof *VLLM_FIELDS; i++) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(r->root, VLLM_FIELDS[i]);
+        if (!f || cJSON_IsNull(f)) continue;
+        if (*v)
+            return oa_error_set(e, 400, VLLM_FIELDS[i], NULL, "give one of 'structured_outputs', 'guided_json', "
+                                "'guided_choice' and 'guided_regex', not both '%s' and '%s'", *name, VLLM_FIELDS[i]);
+        *v = f;
+        *name = VLLM_FIELDS[i];
     }
-    int given = (gj && !cJSON_IsNull(gj)) + (gc && !cJSON_IsNull(gc)) + (gr && !cJSON_IsNull(gr));
-    if (given > 1)
-        return oa_error_set(e, 400, gr && !cJSON_IsNull(gr) ? "guided_regex" : "guided_choice", NULL,
-                            "give one of 'guided_json', 'guided_choice' and 'guided_regex'");
-    if (gr && !cJSON_IsNull(gr)) return regex_grammar(r, cache, gr, "guided_regex", e);
-    if (gc && !cJSON_IsNull(gc)) return choice_grammar(r, cache, gc, "guided_choice", e);
-    if (gj && !cJSON_IsNull(gj)) return json_grammar(r, cache, gj, "guided_json", e);
     return 0;
 }
 
-static int response_format(struct oa_request *r, struct gram_cache *cache, struct oa_error *e)
+static int structured_outputs(struct oa_request *r, struct gram_cache *cache, const cJSON *so, struct oa_error *e)
 {
-    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(r->root, "response_format");
-    if (!rf || cJSON_IsNull(rf)) return vllm_structured(r, cache, e);
+    if (!cJSON_IsObject(so) || cJSON_GetArraySize(so) != 1)
+        return oa_error_set(e, 400, "structured_outputs", NULL,
+                            "'structured_outputs' must be an object with one of 'json', 'choice', 'regex' or 'json_object'");
+    const cJSON *k = so->child;
+    if (!strcmp(k->string, "json")) return json_grammar(r, cache, k, "structured_outputs", e);
+    if (!strcmp(k->string, "choice")) return choice_grammar(r, cache, k, "structured_outputs", e);
+    if (!strcmp(k->string, "regex")) return regex_grammar(r, cache, k, "structured_outputs", e);
+    if (!strcmp(k->string, "json_object") && cJSON_IsTrue(k)) {
+        struct ms_err err = {{0}};
+        if (!(r->grammar = cached(cache, "json_object", NULL, 0, NULL, NULL, &err)))
+            return oa_error_set(e, 500, NULL, NULL, "out of memory");
+        return 0;
+    }
+    return oa_error_set(e, 400, "structured_outputs", NULL,
+                        "'structured_outputs.%s' is not supported (json, choice, regex and json_object: true are)",
+                        k->string);
+}
+
+/* The grammar of vLLM field `name` (as vllm_field found it). */
+static int vllm_structured(struct oa_request *r, struct gram_cache *cache, const cJSON *v, const char *name,
+                           struct oa_error *e)
+{
+    if (!v) return 0;
+    if (!strcmp(name, "structured_outputs")) return structured_outputs(r, cache, v, e);
+    if (!strcmp(name, "guided_regex")) return regex_grammar(r, cache, v, name, e);
+    if (!strcmp(name, "guided_choice")) return choice_grammar(r, cache, v, name, e);
+    return json_grammar(r, cache, v, name, e);
+}
+
+/* response_format's grammar (rf given, not null, and not {"type": "text"}). */
+static int response_format(struct oa_request *r, struct gram_cache *cache, const cJSON *rf, struct oa_error *e)
+{
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(rf, "type");
     if (!cJSON_IsObject(rf) || !cJSON_IsString(type))
         return oa_error_set(e, 400, "response_format", NULL, "'response_format' must be an object with a 'type'");
     const char *t = type->valuestring;
-    if (!strcmp(t, "text")) return vllm_structured(r, cache, e); /* free text, unless a vLLM field asks */
     struct ms_err err = {{0}};
     if (!strcmp(t, "json_object")) {
         r->grammar = cached(cache, "json_object", NULL, 0, NULL, NULL, &err);
@@ -227,15 +242,19 @@ int constraint_compile(struct oa_request *r, struct gram_cache *cache, struct oa
     }
     bool forced = r->route == OA_ROUTE_CHAT && r->has_tools &&
                   (r->tool_choice == OA_TOOL_CHOICE_REQUIRED || r->tool_choice == OA_TOOL_CHOICE_NAMED);
-    const cJSON *gr = cJSON_GetObjectItemCaseSensitive(r->root, "guided_regex");
     const cJSON *rf = cJSON_GetObjectItemCaseSensitive(r->root, "response_format");
     const char *rf_type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rf, "type"));
     bool rf_text = !rf || cJSON_IsNull(rf) || (rf_type && !strcmp(rf_type, "text"));
-    if (gr && !cJSON_IsNull(gr) && (forced || !rf_text)) /* one of them would be ignored */
-        return oa_error_set(e, 400, "guided_regex", NULL,
-                            "'guided_regex' cannot be combined with 'response_format' or a forced tool call");
+    const cJSON *vllm;
+    const char *vllm_name;
+    int rc = vllm_field(r, &vllm, &vllm_name, e);
+    if (rc) return rc;
+    if (vllm && (forced || !rf_text)) /* one of them would be ignored */
+        return oa_error_set(e, 400, vllm_name, NULL,
+                            "'%s' cannot be combined with 'response_format' or a forced tool call", vllm_name);
     if (forced) return forced_tool_call(r, cache, e);
-    return response_format(r, cache, e);
+    if (!rf_text) return response_format(r, cache, rf, e);
+    return vllm_structured(r, cache, vllm, vllm_name, e);
 }
 
 struct gram_vocab *constraint_vocab(const struct tokenizer *tok, const struct model_config *mc, struct ms_err *err)

@@ -257,7 +257,11 @@ test("vLLM's guided_choice and structured_outputs.choice: exactly one of the str
     [{ guided_choice: ['a'], guided_json: { type: 'object' } }, 'guided_choice'],
     [{ guided_grammar: 'root ::= "a"' }, 'guided_grammar'],
     [{ grammar: 'root ::= "a"' }, 'grammar'],
-    [{ guided_regex: 'a+', response_format: { type: 'json_object' } }, 'guided_regex']]) {
+    [{ guided_regex: 'a+', response_format: { type: 'json_object' } }, 'guided_regex'],
+    [{ structured_outputs: { regex: 'a+' }, response_format: { type: 'json_object' } }, 'structured_outputs'],
+    [{ guided_choice: ['a'], response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'object' } } } }, 'guided_choice'],
+    [{ structured_outputs: { choice: ['a'] }, guided_regex: 'a' }, 'guided_regex'],
+    [{ guided_json: { type: 'object' }, tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object' } } }], tool_choice: 'required' }, 'guided_json']]) {
     const bad = await chat(body);
     assert.equal(bad.status, 400, JSON.stringify(body));
     assert.equal(bad.json.error.param, param, JSON.stringify(bad.json));
