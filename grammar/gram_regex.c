@@ -8,6 +8,9 @@
 #define MAX_SOURCE 16384    /* bytes of regex text */
 #define MAX_NESTING 64      /* nested groups */
 #define MAX_NFA 200000      /* NFA states (a large {n,m} copies its body m times) */
+/* NFA set members the subset construction may visit (~0.1-0.3 s): the state cap bounds the
+ * DFA, not the work of finding it, and regexes come from requests */
+#define MAX_BUILD_WORK 30000000
 #define MAX_CP 0x10FFFFu
 
 /* ---- code point sets -------------------------------------------------------------------- */
@@ -265,16 +268,16 @@ static int read_unicode_escape(struct parser *p, uint32_t *cp)
     } else if (read_hex(p, 4, cp, "\\uXXXX")) {
         return -1;
     }
-    if (*cp >= 0xD800 && *cp <= 0xDBFF && peek(p) == '\\' && peek2(p) == 'u') {
-        size_t save = p->pos;
+    if (*cp >= 0xD800 && *cp <= 0xDBFF && peek(p) == '\\' && peek2(p) == 'u') { /* a low half may follow */
         uint32_t lo = 0;
-        p->pos += 2;
-        if (!read_hex(p, 4, &lo, "\\uXXXX") && lo >= 0xDC00 && lo <= 0xDFFF) {
+        int i = 0;
+        for (int h; i < 4 && p->pos + 2 + (size_t)i < p->len && (h = hex_val((uint8_t)p->s[p->pos + 2 + (size_t)i])) >= 0; i++)
+            lo = lo << 4 | (uint32_t)h;
+        if (i == 4 && lo >= 0xDC00 && lo <= 0xDFFF) {
+            p->pos += 6;
             *cp = 0x10000 + ((*cp - 0xD800) << 10) + (lo - 0xDC00);
             return 0;
         }
-        p->failed = false;
-        p->pos = save;
     }
     if (*cp >= 0xD800 && *cp <= 0xDFFF) return perr(p, "a lone surrogate \\u%04X cannot be matched", (unsigned)*cp);
     return 0;
@@ -560,7 +563,7 @@ static int parse_alt(struct parser *p)
 
 /* ---- Thompson NFA over bytes ------------------------------------------------------------ */
 
-enum nkind { N_BYTE, N_SPLIT, N_EPS, N_BOL, N_EOL, N_MATCH, N_FAIL };
+enum nkind { N_BYTE, N_SPLIT, N_BOL, N_EOL, N_MATCH, N_FAIL };
 
 struct nst {
     uint8_t kind, lo, hi; /* BYTE: lo..hi -> out */
@@ -673,6 +676,7 @@ struct dfa_build {
     size_t *set_off;
     int *set_len;
     int cap_states;
+    size_t work;                  /* set members visited so far (MAX_BUILD_WORK) */
     int32_t table[2 * GRAM_REGEX_MAX_STATES]; /* hash of sets -> state (not the start) */
     int *mark, stamp, *stack, *list;
 };
@@ -699,8 +703,7 @@ static int closure(struct dfa_build *d, const int *in, int n_in, bool at_start)
         case N_BYTE:
         case N_MATCH:
         case N_EOL: d->list[n++] = s; break;
-        case N_SPLIT: d->stack[sp++] = st[s].out2; /* fall through */
-        case N_EPS: d->stack[sp++] = st[s].out; break;
+        case N_SPLIT: d->stack[sp++] = st[s].out2; d->stack[sp++] = st[s].out; break;
         case N_BOL: if (at_start) d->stack[sp++] = st[s].out; break;
         default: break;
         }
@@ -723,7 +726,6 @@ static bool set_accepts(struct dfa_build *d, const int32_t *set, int n, bool at_
         switch (st[s].kind) {
         case N_MATCH: return true;
         case N_SPLIT: d->stack[sp++] = st[s].out2; /* fall through */
-        case N_EPS:
         case N_EOL: d->stack[sp++] = st[s].out; break;
         case N_BOL: if (at_start) d->stack[sp++] = st[s].out; break;
         default: break;
@@ -806,6 +808,10 @@ static int subset_construct(struct dfa_build *d, int start)
     for (int b = 255; b >= 0; b--) rep[re->cls[b]] = b;
     if (dfa_state(d, closure(d, &start, 1, true), true) < 0) return free(in), -1;
     for (int s = 0; s < re->n_states; s++) { /* n_states grows as the loop discovers states */
+        d->work += (size_t)d->set_len[s] * (size_t)re->n_cls;
+        if (d->work > MAX_BUILD_WORK)
+            return free(in), perr(d->a->p, "the regex is too costly to compile (%d DFA states so far; simplify it, "
+                                           "e.g. smaller repetition counts)", re->n_states);
         for (int c = 0; c < re->n_cls; c++) {
             int n_in = 0, b = rep[c];
             const int32_t *set = d->pool + d->set_off[s];

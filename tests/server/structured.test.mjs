@@ -309,6 +309,7 @@ test('guided_regex / structured_outputs.regex: the whole answer matches; pattern
   for (const [body, param, re] of [[{ guided_regex: 'a(?=b)' }, 'guided_regex', /lookahead/],
     [{ guided_regex: '(a' }, 'guided_regex', /never closed/], [{ structured_outputs: { regex: '(a)\\1' } }, 'structured_outputs', /backreferences/],
     [{ guided_regex: 5 }, 'guided_regex', /string/], [{ guided_regex: '(a|b)*a(a|b){13}' }, 'guided_regex', /DFA states/],
+    [{ guided_regex: '(\\w{0,100}){0,40}' }, 'guided_regex', /too costly/],
     [{ guided_regex: 'a', guided_choice: ['a'] }, 'guided_regex', /one of/]]) {
     const bad = await chat(body);
     assert.equal(bad.status, 400, JSON.stringify(body));
