@@ -55,7 +55,7 @@ static void quantize_usage(FILE *out)
     for (int i = 0; qscheme_at(i); i++) {
         const struct quant_scheme *s = qscheme_at(i);
         fprintf(out, "      %-10s %s%s\n", s->name, s->summary,
-                s->load_only           ? " [at load only]"
+                qscheme_load_only(s)   ? " [at load only]"
                 : scheme_available(s) ? ""
                                       : " [not in this build yet]");
     }
@@ -209,7 +209,7 @@ int cmd_quantize(int argc, char **argv)
         fprintf(stderr, ")\n");
         return 2;
     }
-    if (s->load_only) {
+    if (qscheme_load_only(s)) {
         fprintf(stderr, "moeserve quantize: --type %s is a load-time scheme (serve --quantize %s): ggml has no type "
                         "for its formats that this build writes\n", s->name, s->name);
         return 2;

@@ -95,33 +95,36 @@ static const char *adjust_fp4_blocks(const struct qscheme_tensor *t, const struc
 #define LEGACY_DESC "made by moeserve tools/make_gguf.py; output.weight is Q8_0 where llama-quantize would use Q6_K"
 
 static const struct quant_scheme schemes[] = {
-    {"f32", 0, false, "F32", "F32", NULL, NULL, "every 2-D weight F32", false},
-    {"f16", 1, false, "F16", "F16", NULL, NULL, "every 2-D weight F16", false},
-    {"bf16", 32, false, "BF16", "BF16", NULL, NULL, "every 2-D weight BF16", false},
-    {"q8_0", 7, true, "Q8_0", "Q8_0", NULL, NULL, "every 2-D weight Q8_0 (8.5 bits)", false},
-    {"q4_0", 2, true, "Q4_0", "Q8_0", LEGACY_DESC, NULL, "Q4_0, output Q8_0", false},
-    {"q4_1", 3, true, "Q4_1", "Q8_0", LEGACY_DESC, NULL, "Q4_1, output Q8_0", false},
-    {"q5_0", 8, true, "Q5_0", "Q8_0", LEGACY_DESC, NULL, "Q5_0, output Q8_0", false},
-    {"q5_1", 9, true, "Q5_1", "Q8_0", LEGACY_DESC, NULL, "Q5_1, output Q8_0", false},
-    {"iq4_nl", 25, true, "IQ4_NL", "Q8_0", LEGACY_DESC, NULL, "IQ4_NL, output Q8_0", false},
-    {"mxfp4_moe", 38, true, "Q8_0", "Q8_0", NULL, adjust_mxfp4_moe, "experts MXFP4, everything else Q8_0", false},
-    {"q6_k", 18, true, "Q6_K", "Q6_K", NULL, NULL, "every 2-D weight Q6_K (6.6 bits)", false},
+    {"f32", 0, false, "F32", "F32", NULL, NULL, "every 2-D weight F32"},
+    {"f16", 1, false, "F16", "F16", NULL, NULL, "every 2-D weight F16"},
+    {"bf16", 32, false, "BF16", "BF16", NULL, NULL, "every 2-D weight BF16"},
+    {"q8_0", 7, true, "Q8_0", "Q8_0", NULL, NULL, "every 2-D weight Q8_0 (8.5 bits)"},
+    {"q4_0", 2, true, "Q4_0", "Q8_0", LEGACY_DESC, NULL, "Q4_0, output Q8_0"},
+    {"q4_1", 3, true, "Q4_1", "Q8_0", LEGACY_DESC, NULL, "Q4_1, output Q8_0"},
+    {"q5_0", 8, true, "Q5_0", "Q8_0", LEGACY_DESC, NULL, "Q5_0, output Q8_0"},
+    {"q5_1", 9, true, "Q5_1", "Q8_0", LEGACY_DESC, NULL, "Q5_1, output Q8_0"},
+    {"iq4_nl", 25, true, "IQ4_NL", "Q8_0", LEGACY_DESC, NULL, "IQ4_NL, output Q8_0"},
+    {"mxfp4_moe", 38, true, "Q8_0", "Q8_0", NULL, adjust_mxfp4_moe, "experts MXFP4, everything else Q8_0"},
+    {"q6_k", 18, true, "Q6_K", "Q6_K", NULL, NULL, "every 2-D weight Q6_K (6.6 bits)"},
     {"q4_k_m", 15, true, "Q4_K", "Q6_K", NULL, adjust_q4_k_m,
-     "Q4_K; Q6_K for output and for attn_v/ffn_down in the use_more_bits layers", false},
+     "Q4_K; Q6_K for output and for attn_v/ffn_down in the use_more_bits layers"},
     {"q5_k_m", 17, true, "Q5_K", "Q6_K", NULL, adjust_q4_k_m,
-     "Q5_K; Q6_K as in q4_k_m", false},
+     "Q5_K; Q6_K as in q4_k_m"},
     {"q3_k_m", 12, true, "Q3_K", "Q6_K", NULL, adjust_q3_k_m,
-     "Q3_K; attn_v, ffn_down Q5_K/Q4_K, attn_output Q4_K, output Q6_K", false},
+     "Q3_K; attn_v, ffn_down Q5_K/Q4_K, attn_output Q4_K, output Q6_K"},
     {"q2_k", 10, true, "Q2_K", "Q6_K", NULL, adjust_q2_k,
-     "Q2_K; attn_v Q4_K, ffn_down and attn_output Q3_K, output Q6_K", false},
+     "Q2_K; attn_v Q4_K, ffn_down and attn_output Q3_K, output Q6_K"},
     {"iq4_xs", 30, true, "IQ4_XS", "Q6_K", NULL, adjust_iq4_xs,
-     "IQ4_XS; attn_v Q5_K, ffn_down Q5_K (first 1/8), output Q6_K", false},
+     "IQ4_XS; attn_v Q5_K, ffn_down Q5_K (first 1/8), output Q6_K"},
+    /* load-only (no ggml type, qscheme_load_only): never written, so no llama_ftype */
     {"nvfp4", 0, true, "NVFP4", QSCHEME_KEEP, NULL, adjust_fp4_blocks,
-     "experts and attention NVFP4 (4.625 bits), embedding and output as stored", true},
+     "experts and attention NVFP4 (4.625 bits), embedding and output as stored"},
     {"hif4", 0, true, "HIF4", QSCHEME_KEEP, NULL, adjust_fp4_blocks,
-     "experts and attention HiFloat4 (4.5 bits), embedding and output as stored", true},
+     "experts and attention HiFloat4 (4.5 bits), embedding and output as stored"},
 };
 #define N_SCHEMES (int)(sizeof schemes / sizeof schemes[0])
+
+bool qscheme_load_only(const struct quant_scheme *s) { return !qscheme_ggml_by_name(s->base); }
 
 const struct quant_scheme *qscheme_by_name(const char *name)
 {
@@ -142,7 +145,7 @@ static const struct {
     {"Q4_K", "Q5_0"}, {"Q5_K", "Q5_1"}, {"Q6_K", "Q8_0"}, {"Q2_K", "IQ4_NL"}, {"Q3_K", "IQ4_NL"}, {"IQ4_XS", "IQ4_NL"},
 };
 
-/* Whether a row of row_len values holds whole blocks of `type`: a ggml type, or (load_only
+/* Whether a row of row_len values holds whole blocks of `type`: a ggml type, or (load-only
  * schemes) a format of this build that ggml lacks, with the registry's block size */
 static bool fits(const char *type, int64_t row_len)
 {
@@ -159,7 +162,7 @@ const char *qscheme_choose(const struct quant_scheme *s, const struct qscheme_te
     const char *type = t->role == QSCHEME_OUTPUT ? s->output : s->base;
     if (s->adjust && t->role != QSCHEME_OUTPUT) type = s->adjust(t, m, type);
     if (!strcmp(type, QSCHEME_KEEP) || fits(type, t->row_len)) return type;
-    if (s->load_only) return QSCHEME_KEEP;
+    if (qscheme_load_only(s)) return QSCHEME_KEEP;
     for (size_t i = 0; i < sizeof fallbacks / sizeof fallbacks[0]; i++)
         if (!strcmp(fallbacks[i].from, type)) {
             type = fallbacks[i].to;

@@ -65,14 +65,14 @@ struct quant_scheme {
     /* the scheme's own exceptions (use_more_bits layers, ...), or NULL: returns the type name */
     const char *(*adjust)(const struct qscheme_tensor *t, const struct qscheme_model *m, const char *type);
     const char *summary;    /* one line for --help */
-    /* a load-time scheme (`serve --quantize`) only: it chooses types ggml does not define, so
-     * `moeserve quantize` (the GGUF writer) refuses it */
-    bool load_only;
 };
 
 /* The type name a load-time scheme gives a tensor that stays in its stored dtype. */
 #define QSCHEME_KEEP "stored"
 
+/* A load-time scheme (`serve --quantize`) only: its base type is a format of this build that
+ * ggml does not define (NVFP4, HIF4), so `moeserve quantize` (the GGUF writer) refuses it. */
+bool qscheme_load_only(const struct quant_scheme *s);
 /* The scheme called `name` (case-insensitive), or NULL. */
 const struct quant_scheme *qscheme_by_name(const char *name);
 /* Schemes in the table's order, for listing; NULL past the end. */
@@ -81,7 +81,7 @@ const struct quant_scheme *qscheme_at(int i);
 /* The ggml type name the tensor gets: F32 for norms, the router and 1-D tensors; the scheme's
  * choice otherwise, then llama-quantize's fallback when the row cannot hold its blocks
  * (Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, Q2_K/Q3_K -> Q4_0, IQ4_XS -> IQ4_NL, then F16).
- * A load_only scheme may also name a moeserve-only type (NVFP4, whose super-block of 256 the
+ * A load-only scheme may also name a moeserve-only type (NVFP4, whose super-block of 256 the
  * row must hold) or QSCHEME_KEEP, which is also its answer when a row cannot hold its type. */
 const char *qscheme_choose(const struct quant_scheme *s, const struct qscheme_tensor *t,
                            const struct qscheme_model *m);
