@@ -24,7 +24,7 @@
  *   s    = v < 0.
  * Every product there is exact in double (24 + 8 significant bits), so the C and any
  * float64 implementation agree bit for bit. Inputs must be finite. On N(0,1) rows this gives a
- * relative MSE of 0.0069, 24% below NVFP4's 0.0090 (the paper's published figure: ~24%) and
+ * relative MSE of 0.0069, 24% below NVFP4's 0.0090 (a summary of the paper reports ~24%) and
  * half of MXFP4's 0.0132.
  *
  * The in-memory layout is ours (the bit order inside E1_8 / E1_16 and the nibble order are

@@ -5,14 +5,15 @@
  * applied as one VPSLLVD of the lane sums (sum((c << s) x) = sum(c x) << s, exact): fixed point
  * up to the lane's conversion and its one fused multiply-add into the 8-lane accumulator of the
  * half's chain; the scheme of hif4.h, so the portable bits. (Doubling the bytes under masks
- * before the dot instead measured ~10% slower here.) Each unit is decoded once for up to TOK
+ * before the dot instead measured slower in bench_formats.) Each unit is decoded once for up to TOK
  * tokens. */
 #include <immintrin.h>
 
 #include "engine/kernels/hif4.h"
 #include "engine/kernels/q8_0.h"
+#include "engine/kernels/qlegacy_avx2.h"
 
-#define TARGET __attribute__((target("avx2,fma")))
+#define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
 
 #define TOK 4
@@ -60,14 +61,6 @@ INLINE void half_step(const struct hif4_unit *q, int u, int h, float dw, __m256i
 }
 
 /* the 8 lanes (chains already added) summed as ql_reduce32 does */
-INLINE float reduce8(__m256 v)
-{
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
-
 INLINE void row_tokens(const struct hif4_unit *row, const char *xa, size_t xs, int nu, float *y, size_t ldy,
                        const int T)
 {
@@ -88,7 +81,7 @@ INLINE void row_tokens(const struct hif4_unit *row, const char *xa, size_t xs, i
     }
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++)
-        y[t * ldy] = reduce8(_mm256_add_ps(_mm256_add_ps(a0[t], a2[t]), _mm256_add_ps(a1[t], a3[t])));
+        y[t * ldy] = qls_reduce8(_mm256_add_ps(_mm256_add_ps(a0[t], a2[t]), _mm256_add_ps(a1[t], a3[t])));
 }
 
 TARGET void hif4_range_avx2(const struct kern_range *g)

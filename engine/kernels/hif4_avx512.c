@@ -9,14 +9,15 @@
  * dot is fixed point up to one conversion, one multiply and one fused multiply-add per unit and
  * token. The starts, the two activation blocks side by side and their scales are prepared once
  * per call and token into the scratch. (Doubling the code bytes under the E1 masks before the
- * dot instead measured the same, 8.2 GB/s single thread.) Each row is streamed once for up to
+ * dot instead measured no faster in bench_formats.) Each row is streamed once for up to
  * TOK tokens. */
 #include <immintrin.h>
 
 #include "engine/kernels/hif4.h"
 #include "engine/kernels/q8_0.h"
+#include "engine/kernels/qlegacy_avx2.h"
 
-#define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
 
 #define TOK 8
@@ -85,14 +86,6 @@ INLINE void unit_step(const struct hif4_unit *q, const struct act_pair *ap, int 
     }
 }
 
-INLINE float reduce8(__m256 v)
-{
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
-
 INLINE void row_tokens(const struct hif4_unit *row, const struct act_pair *ap, int nu, float *y, size_t ldy,
                        const int T)
 {
@@ -109,7 +102,7 @@ INLINE void row_tokens(const struct hif4_unit *row, const struct act_pair *ap, i
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
         __m512 w = _mm512_add_ps(acc[t], acc2[t]);
-        y[t * ldy] = reduce8(_mm256_add_ps(_mm512_castps512_ps256(w), _mm512_extractf32x8_ps(w, 1)));
+        y[t * ldy] = qls_reduce8(_mm256_add_ps(_mm512_castps512_ps256(w), _mm512_extractf32x8_ps(w, 1)));
     }
 }
 

@@ -6,9 +6,9 @@
  * format registry has no per-tensor parameter (struct weight_format: rows are independent and
  * made of fixed-size blocks, so any split of rows or row ranges reads the same bytes), so g is
  * stored once per super-block of 256 values (16 NVFP4 blocks) and computed from that
- * super-block's amax. This is at least as accurate as one g per tensor: a super-block's amax
- * is at most the tensor's, so its E4M3 scales use their full range (the largest block of
- * each super-block gets 448) instead of sitting low in it in quiet parts of the tensor. It
+ * super-block's amax, which is at most the tensor's: its E4M3 scales use their full range (the
+ * largest block of each super-block gets 448) instead of sitting low in it in quiet parts of
+ * the tensor (not compared here with a per-tensor g, whose rounding of the E4M3 scales differs). It
  * costs 4 bytes per 256 values: 16 * (1 + 8) + 4 = 148 bytes per 256 values = 4.625 bits per
  * value (the spec's 4.5 plus 0.125). A row must be a whole number of super-blocks (rows of
  * Qwen3-30B-A3B are 2048, 768 or 4096 wide); a narrower one is left as stored by `--quantize`.

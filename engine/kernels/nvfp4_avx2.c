@@ -7,8 +7,9 @@
 
 #include "engine/kernels/nvfp4.h"
 #include "engine/kernels/q8_0.h"
+#include "engine/kernels/qlegacy_avx2.h"
 
-#define TARGET __attribute__((target("avx2,fma")))
+#define TARGET __attribute__((target("avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
 
 #define TOK 4
@@ -34,14 +35,6 @@ INLINE __m256i decode(const uint8_t *qs, int p, __m256i *aw)
     __m256i idx = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(raw, 4), m), _mm_and_si128(raw, m));
     *aw = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)kabs)), idx);
     return _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)nvfp4_kvalues)), idx);
-}
-
-INLINE float reduce8(__m256 v)
-{
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
 }
 
 /* activation block b against T tokens, into the accumulators of its chain */
@@ -78,7 +71,7 @@ INLINE void row_tokens(const struct nvfp4_block *row, const char *xa, size_t xs,
     }
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++)
-        y[t * ldy] = reduce8(_mm256_add_ps(_mm256_add_ps(a0[t], a2[t]), _mm256_add_ps(a1[t], a3[t])));
+        y[t * ldy] = qls_reduce8(_mm256_add_ps(_mm256_add_ps(a0[t], a2[t]), _mm256_add_ps(a1[t], a3[t])));
 }
 
 TARGET void nvfp4_range_avx2(const struct kern_range *g)

@@ -11,8 +11,9 @@
 
 #include "engine/kernels/nvfp4.h"
 #include "engine/kernels/q8_0.h"
+#include "engine/kernels/qlegacy_avx2.h"
 
-#define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma")))
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define INLINE static inline __attribute__((always_inline)) TARGET
 
 #define TOK 4
@@ -61,14 +62,6 @@ INLINE void pair_step(const struct nvfp4_block *sb, __m512 h, int q, int b, cons
     }
 }
 
-INLINE float reduce8(__m256 v)
-{
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    return _mm_cvtss_f32(h);
-}
-
 INLINE void row_tokens(const struct nvfp4_block *row, const char *xa, size_t xs, int nb, float *y, size_t ldy,
                        const int T)
 {
@@ -87,7 +80,7 @@ INLINE void row_tokens(const struct nvfp4_block *row, const char *xa, size_t xs,
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) {
         __m512 w = _mm512_add_ps(acc[t], acc2[t]);
-        y[t * ldy] = reduce8(_mm256_add_ps(_mm512_castps512_ps256(w), _mm512_extractf32x8_ps(w, 1)));
+        y[t * ldy] = qls_reduce8(_mm256_add_ps(_mm512_castps512_ps256(w), _mm512_extractf32x8_ps(w, 1)));
     }
 }
 
