@@ -45,7 +45,7 @@ run_suite normal build
 
 if [ "${MS_SKIP_SANITIZE:-0}" != 1 ]; then
   echo "test.sh: building the Sanitize (ASan+UBSan) configuration in build-sanitize/"
-  if cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Sanitize >/dev/null &&
+  if cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Sanitize -DMS_MODELS="$PWD/build/models" >/dev/null &&
      cmake --build build-sanitize -j"$(nproc)"; then
     run_suite "ASan+UBSan" build-sanitize
   else

@@ -1,11 +1,11 @@
 # Reference tests: the C engine's `moeserve forward` logits against the independent numpy
 # reference (tests/reference/qwen3_ref.py), on random-weight models made by tools/make_model.py.
-# Models go to ${CMAKE_BINARY_DIR}/models/ref-*, made by fixture tests (ref_model_*), and are
+# Models go to ${MS_MODELS}/ref-*, made by fixture tests (ref_model_*), and are
 # only regenerated when make_model.py or the arguments change (tests/reference/ensure_model.py).
 # The tolerance and its justification are in tests/reference/compare_logits.py.
 
 set(MS_REF_DIR ${CMAKE_CURRENT_SOURCE_DIR}/reference)
-set(MS_REF_MODELS ${CMAKE_BINARY_DIR}/models)
+set(MS_REF_MODELS ${MS_MODELS})
 
 # ms_ref_model(NAME make_model args...): fixture test that makes ${MS_REF_MODELS}/ref-NAME
 function(ms_ref_model name)

@@ -29,11 +29,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import act_quant  # noqa: E402
 import ggml_formats as GF  # noqa: E402
 import make_gguf  # noqa: E402
 import qwen3_ref  # noqa: E402
 from gguf_write import GGUFReader  # noqa: E402
+import workdir  # noqa: E402
 
 
 def write_safetensors_f32(path, tensors):
@@ -158,4 +160,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(workdir.clean_on_success(main))

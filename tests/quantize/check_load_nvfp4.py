@@ -36,10 +36,12 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "llamacpp"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import act_quant  # noqa: E402
 import compare_llamacpp  # noqa: E402
 import nvfp4  # noqa: E402
 import qwen3_ref  # noqa: E402
+import workdir  # noqa: E402
 
 RTOL, RMS_RTOL, SEPARATION, BF16_RMS = 1e-4, 3e-6, 100.0, 0.35
 CONVERTED = re.compile(r"\.(self_attn\.[qkvo]_proj|mlp\.(experts\.\d+\.)?(gate|up|down)_proj)\.weight$")
@@ -139,4 +141,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(workdir.clean_on_success(main))

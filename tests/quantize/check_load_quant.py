@@ -31,10 +31,12 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "llamacpp"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import act_quant  # noqa: E402
 import compare_llamacpp  # noqa: E402
 import make_gguf  # noqa: E402
 import qwen3_ref  # noqa: E402
+import workdir  # noqa: E402
 
 RTOL, RMS_RTOL, SEPARATION, NEAR_TIE = 1e-4, 3e-6, 100.0, 1e-4
 
@@ -121,4 +123,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(workdir.clean_on_success(main))

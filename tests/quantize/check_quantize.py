@@ -40,9 +40,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import ggml_formats as GF  # noqa: E402
 import make_gguf  # noqa: E402
 from gguf_write import GGUFReader  # noqa: E402
+import workdir  # noqa: E402
 
 FLOATS = {"F32", "F16", "BF16"}
 
@@ -222,4 +224,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(workdir.clean_on_success(main))

@@ -28,9 +28,11 @@ ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 sys.path.insert(0, os.path.join(ROOT, "tests", "reference"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
 import ggml_formats as GF  # noqa: E402
 from check_quantize import q8_0_ties_to_even  # noqa: E402
 from gguf_write import GGUFReader  # noqa: E402
+import workdir  # noqa: E402
 
 
 def quantize(moeserve, src, out, typ):
@@ -133,4 +135,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(workdir.clean_on_success(main))
