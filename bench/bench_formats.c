@@ -1,10 +1,11 @@
 /* Single-thread decode bandwidth of the super-block (K-quant, IQ4_XS), 32-value block and NVFP4 format kernels: one token against a weight matrix far
  * larger than the caches, in GB/s of weight bytes read. Run by hand:
- *   build/bench_formats [rows in reps]   (default 8192 16384 5) */
+ *   build/bench_formats [rows in reps [FORMAT]]   (default 8192 16384 5, every format) */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "engine/kernels/cpu.h"
@@ -42,7 +43,13 @@ static void fill(char *w, size_t bytes, size_t block, size_t d_off, size_t dmin_
 /* The 32-value block formats (qlegacy.h), NVFP4 and HiF4 (Q8_0 activations too): random bytes
  * with small scales (f16 d = m = 2^-9, E8M0 e = 120, NVFP4's FP32 d = 2^-10 under random E4M3,
  * HiF4's E6M2 2^-8), activations prepared as the registry says. */
-static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
+/* only: a format's name (any case) to run that one alone, or NULL for all */
+static int selected(const char *only, const char *name)
+{
+    return !only || strcasecmp(only, name) == 0;
+}
+
+static void bench_legacy(int rows, int in, int reps, const float *x, float *y, const char *only)
 {
     /* the baseline: a plain read of as many bytes as the largest of these matrices */
     size_t n64 = (size_t)rows * (size_t)(in / QL_BLOCK) * sizeof(struct ql_q5_1_block) / 8;
@@ -85,6 +92,7 @@ static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
     enum kern_isa best = kern_isa_best();
     for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
         const struct weight_format *wf = fmt_get(fmts[f].dt);
+        if (!selected(only, wf->name)) continue;
         const struct act_format *a = fmt_act(wf->kernels[0].act);
         size_t ws = fmt_row_bytes(wf, in), bytes = ws * (size_t)rows, xs = (size_t)(in / a->block_values) * a->block_bytes;
         char *w = malloc(bytes), *xa = malloc(xs);
@@ -104,8 +112,9 @@ static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
             else for (int k = 0; k < n_f16; k++) memcpy(w + b + 2 * k, &d, 2);
         }
         a->quantize_row(best, x, xa, in);
-        size_t sb = ql_avx512_scratch_bytes(in) > hif4_avx512_scratch_bytes(in) ? ql_avx512_scratch_bytes(in)
-                                                                                 : hif4_avx512_scratch_bytes(in);
+        size_t sb = ql_avx512_scratch_bytes(in);
+        if (hif4_avx512_scratch_bytes(in) > sb) sb = hif4_avx512_scratch_bytes(in);
+        if (nvfp4_avx512_scratch_bytes(in) > sb) sb = nvfp4_avx512_scratch_bytes(in);
         void *scratch = aligned_alloc(64, (sb + 63) / 64 * 64);
         if (!scratch) exit(1);
         for (int k = 0; k < 3; k++) {
@@ -131,8 +140,9 @@ static void bench_legacy(int rows, int in, int reps, const float *x, float *y)
 int main(int argc, char **argv)
 {
     int rows = argc > 1 ? atoi(argv[1]) : 8192, in = argc > 2 ? atoi(argv[2]) : 16384, reps = argc > 3 ? atoi(argv[3]) : 5;
-    if (rows <= 0 || in <= 0 || in % QK_K || reps <= 0) {
-        fprintf(stderr, "usage: bench_formats [rows in reps] (in a multiple of 256)\n");
+    const char *only = argc > 4 ? argv[4] : NULL;
+    if (rows <= 0 || in <= 0 || in % QK_K || reps <= 0 || argc > 5) {
+        fprintf(stderr, "usage: bench_formats [rows in reps [FORMAT]] (in a multiple of 256; FORMAT e.g. q4_k, mxfp4)\n");
         return 2;
     }
     float *x = malloc(sizeof(float) * (size_t)in), *y = malloc(sizeof(float) * (size_t)rows);
@@ -160,6 +170,7 @@ int main(int argc, char **argv)
     const char *isa_names[] = {"portable", "avx2", "avx512"};
     enum kern_isa best = kern_isa_best();
     for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
+        if (!selected(only, fmts[f].name)) continue;
         size_t ws = (size_t)(in / QK_K) * fmts[f].block, bytes = ws * (size_t)rows;
         char *w = malloc(bytes);
         if (!w || !x || !y || !xa) return 1;
@@ -181,7 +192,7 @@ int main(int argc, char **argv)
         }
         free(w);
     }
-    bench_legacy(rows, in, reps, x, y);
+    bench_legacy(rows, in, reps, x, y, only);
     free(x);
     free(y);
     free(xa);

@@ -102,7 +102,7 @@ static const struct weight_format formats[TENSOR_DTYPE_COUNT] = {
                             .block_bytes = sizeof(struct nvfp4_block), .dequant_row = nvfp4_dequant_row,
                             .quantize_row = nvfp4_quantize_row, .n_kernels = 3,
                             .kernels = {{"nvfp4-avx512", KERN_ISA_AVX512, KERN_ACT_Q8_0, nvfp4_range_avx512, NULL,
-                                         false, NULL},
+                                         false, nvfp4_avx512_scratch_bytes},
                                         {"nvfp4-avx2", KERN_ISA_AVX2, KERN_ACT_Q8_0, nvfp4_range_avx2, NULL, false, NULL},
                                         {"nvfp4-portable", KERN_ISA_PORTABLE, KERN_ACT_Q8_0, nvfp4_range_portable, NULL,
                                          false, NULL}}},

@@ -69,6 +69,7 @@ INLINE void row_tokens(const struct hif4_unit *row, const char *xa, size_t xs, i
 #pragma GCC unroll 4
     for (int t = 0; t < T; t++) a0[t] = a1[t] = a2[t] = a3[t] = _mm256_setzero_ps();
     for (int u = 0; u < nu; u++) {
+        _mm_prefetch((const char *)&row[u] + KERN_PREFETCH_BYTES, _MM_HINT_T0);
         float dw = hif4_unit_scale(row[u].e6m2);
         __m256i meta = _mm256_set1_epi32((int)(row[u].e1_8 | (unsigned)row[u].e1_16 << 8));
         if (u & 1) {

@@ -75,6 +75,7 @@ INLINE __m512i shifts(const struct hif4_unit *q)
 
 INLINE void unit_step(const struct hif4_unit *q, const struct act_pair *ap, int nu, int u, __m512 *acc, const int T)
 {
+    _mm_prefetch((const char *)q + KERN_PREFETCH_BYTES, _MM_HINT_T0);
     __m512i w = decode(q), sh = shifts(q);
     __m512 wd = _mm512_set1_ps(hif4_unit_scale(q->e6m2));
 #pragma GCC unroll 8

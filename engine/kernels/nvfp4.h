@@ -86,5 +86,7 @@ void nvfp4_quantize_row(const float *x, void *blocks, int64_t n);
 void nvfp4_range_portable(const struct kern_range *r);
 void nvfp4_range_avx2(const struct kern_range *r);
 void nvfp4_range_avx512(const struct kern_range *r);
+/* The AVX-512 kernel's per-thread scratch for rows of `in` values. */
+size_t nvfp4_avx512_scratch_bytes(int in);
 
 #endif

@@ -61,6 +61,10 @@ INLINE void row_tokens(const struct nvfp4_block *row, const char *xa, size_t xs,
     for (int t = 0; t < T; t++) a0[t] = a1[t] = a2[t] = a3[t] = _mm256_setzero_ps();
     for (int b = 0; b < nb; b += 8) { /* nb is a multiple of 8: whole super-blocks */
         const struct nvfp4_block *sb = row + b / 8;
+        const char *ahead = (const char *)sb + KERN_PREFETCH_BYTES;
+        _mm_prefetch(ahead, _MM_HINT_T0);
+        _mm_prefetch(ahead + 64, _MM_HINT_T0);
+        _mm_prefetch(ahead + sizeof *sb - 1, _MM_HINT_T0);
         const __m256 h[2] = {half_scales(sb, 0), half_scales(sb, 1)};
         for (int g = 0; g < 8; g += 4) {
             group_step(sb, h, b + g, xa, xs, a0, T);

@@ -56,6 +56,7 @@ QLS_INLINE size_t qls_block_bytes(const int K)
 QLS_INLINE __m256i qls_decode(const int K, const char *row, int b, float *d, float *m)
 {
     const char *p = row + (size_t)b * qls_block_bytes(K);
+    _mm_prefetch(p + KERN_PREFETCH_BYTES, _MM_HINT_T0);
     switch (K) {
     case QLS_Q4_0: {
         const struct ql_q4_0_block *q = (const void *)p;

@@ -127,6 +127,7 @@ INLINE __m512i decode2(const int K, const char *row, int b, const int single, __
 {
     const char *p0 = row + (size_t)b * block_bytes(K), *p1 = single ? p0 : p0 + block_bytes(K);
     const int off = offset_of(K);
+    _mm_prefetch(p0 + KERN_PREFETCH_BYTES, _MM_HINT_T0);
     __m512i u;
     switch (K) {
     case QLS_Q4_0:
