@@ -15,11 +15,25 @@ void api_ctx_free(struct api_ctx *c)
     c->echo = c->conv = NULL;
 }
 
+/* The first 'from' or 'from.… in msg (a field the chat path named) spelled 'to' instead. */
+static void rename_quoted(char *msg, size_t size, const char *from, const char *to)
+{
+    char quoted[80];
+    snprintf(quoted, sizeof quoted, "'%s", from);
+    char *at = strstr(msg, quoted);
+    size_t n = strlen(quoted);
+    if (!at || (at[n] != '\'' && at[n] != '.')) return;
+    char rest[sizeof ((struct oa_error *)0)->message];
+    snprintf(rest, sizeof rest, "%s", at + n);
+    snprintf(at, size - (size_t)(at - msg), "'%s%s", to, rest);
+}
+
 void api_error_param(const struct api_ops *api, struct oa_error *e)
 {
     for (int i = 0; i < api->n_params; i++) {
         if (!strcmp(e->param, api->params[i][0])) {
             snprintf(e->param, sizeof e->param, "%s", api->params[i][1]);
+            rename_quoted(e->message, sizeof e->message, api->params[i][0], api->params[i][1]);
             return;
         }
     }

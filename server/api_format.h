@@ -72,7 +72,7 @@ extern const struct api_ops api_responses; /* responses_api.c */
 
 void api_ctx_free(struct api_ctx *c);
 
-/* Renames e->param by api->params. */
+/* Renames e->param by api->params, and the field where the message quotes it ('max_tokens' ...). */
 void api_error_param(const struct api_ops *api, struct oa_error *e);
 
 /* ---- shared by the translations (api_common.c) ---- */

@@ -174,6 +174,42 @@ static int tools(const cJSON *root, cJSON *out, struct oa_error *e)
     return 0;
 }
 
+/* text.format, Responses' spelling of response_format: {"type": "text" | "json_object"} or
+ * {"type": "json_schema", "name", "schema", "strict", "description"} (the json_schema fields
+ * one level up), into the chat request's response_format; the grammar is the chat path's. */
+static int text_format(const cJSON *root, cJSON *out, struct oa_error *e)
+{
+    const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
+    if (text && !cJSON_IsNull(text) && !cJSON_IsObject(text))
+        return oa_error_set(e, 400, "text", NULL, "'text' must be an object");
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(text, "format");
+    if (!f || cJSON_IsNull(f)) return 0;
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(f, "type");
+    if (!cJSON_IsObject(f) || !cJSON_IsString(type))
+        return oa_error_set(e, 400, "text.format", NULL, "'text.format' must be an object with a 'type'");
+    const char *t = type->valuestring;
+    if (!strcmp(t, "text")) return 0;
+    cJSON *rf = cJSON_AddObjectToObject(out, "response_format");
+    if (!strcmp(t, "json_object")) {
+        cJSON_AddStringToObject(rf, "type", "json_object");
+        return 0;
+    }
+    if (strcmp(t, "json_schema"))
+        return oa_error_set(e, 400, "text.format", NULL,
+                            "'text.format.type' must be text, json_object or json_schema, got '%s'", t);
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(f, "name"), *schema = cJSON_GetObjectItemCaseSensitive(f, "schema");
+    if (!cJSON_IsString(name)) return oa_error_set(e, 400, "text.format", NULL, "'text.format.name' must be a string");
+    if (!cJSON_IsObject(schema))
+        return oa_error_set(e, 400, "text.format", NULL, "'text.format.schema' must be a JSON Schema object");
+    cJSON_AddStringToObject(rf, "type", "json_schema");
+    cJSON *js = cJSON_AddObjectToObject(rf, "json_schema");
+    cJSON_AddStringToObject(js, "name", name->valuestring);
+    cJSON_AddItemToObject(js, "schema", cJSON_Duplicate(schema, 1));
+    const cJSON *strict = cJSON_GetObjectItemCaseSensitive(f, "strict");
+    if (cJSON_IsBool(strict)) cJSON_AddBoolToObject(js, "strict", cJSON_IsTrue(strict));
+    return 0;
+}
+
 static int options(struct api_ctx *c, const cJSON *root, cJSON *out, struct oa_error *e)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -190,10 +226,7 @@ static int options(struct api_ctx *c, const cJSON *root, cJSON *out, struct oa_e
     c->store = !cJSON_IsFalse(v);
     v = cJSON_GetObjectItemCaseSensitive(root, "background");
     if (cJSON_IsTrue(v)) return oa_error_set(e, 400, "background", NULL, "'background' responses are not supported");
-    v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "text"), "format");
-    const cJSON *ft = cJSON_GetObjectItemCaseSensitive(v, "type");
-    if (v && !(cJSON_IsString(ft) && !strcmp(ft->valuestring, "text")))
-        return oa_error_set(e, 400, "text.format", NULL, "only text.format {\"type\": \"text\"} is supported");
+    if (text_format(root, out, e)) return -1;
     v = cJSON_GetObjectItemCaseSensitive(root, "reasoning");
     if (v && !cJSON_IsNull(v)) {
         const cJSON *eff = cJSON_GetObjectItemCaseSensitive(v, "effort");
@@ -215,6 +248,9 @@ static void keep_echo(struct api_ctx *c, const cJSON *root)
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[i]);
         cJSON_AddItemToObject(c->echo, keys[i], v ? cJSON_Duplicate(v, 1) : cJSON_CreateNull());
     }
+    /* text.format as asked (the default {"type": "text"} is added when the response is made) */
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(root, "text"), "format");
+    if (cJSON_IsObject(f)) cJSON_AddItemToObject(cJSON_AddObjectToObject(c->echo, "text"), "format", cJSON_Duplicate(f, 1));
 }
 
 static int build(struct api_ctx *c, const cJSON *root, cJSON *out, struct oa_error *e)
@@ -336,7 +372,8 @@ static cJSON *response_json(const struct api_ctx *c, const struct api_output *o)
         cJSON_ReplaceItemInObjectCaseSensitive(r, "metadata", cJSON_CreateObject());
     cJSON_AddBoolToObject(r, "parallel_tool_calls", true);
     cJSON_AddBoolToObject(r, "store", c->store);
-    cJSON_AddStringToObject(cJSON_AddObjectToObject(cJSON_AddObjectToObject(r, "text"), "format"), "type", "text");
+    if (!cJSON_GetObjectItemCaseSensitive(r, "text"))
+        cJSON_AddStringToObject(cJSON_AddObjectToObject(cJSON_AddObjectToObject(r, "text"), "format"), "type", "text");
     if (o) cJSON_AddItemToObject(r, "usage", usage_json(&o->usage));
     else cJSON_AddNullToObject(r, "usage");
     return r;
@@ -503,7 +540,8 @@ static void rs_stream_error(struct api_ctx *c, const struct oa_error *e, struct 
 }
 
 static const char *const params[][2] = {
-    {"max_tokens", "max_output_tokens"}, {"reasoning_effort", "reasoning.effort"}, {"messages", "input"}};
+    {"max_tokens", "max_output_tokens"}, {"reasoning_effort", "reasoning.effort"}, {"messages", "input"},
+    {"response_format", "text.format"}};
 
 const struct api_ops api_responses = {
     .name = "responses",

@@ -157,7 +157,7 @@ describe('/v1/responses', { skip }, () => {
     ['function_call without call_id', { input: [{ type: 'function_call', name: 'f', arguments: '{}' }] }, 400, 'input'],
     ['hosted tool', { input: 'x', tools: [{ type: 'web_search' }] }, 400, 'tools'],
     ['bad tool_choice', { input: 'x', tools, tool_choice: { type: 'file_search' } }, 400, 'tool_choice'],
-    ['json_schema output', { input: 'x', text: { format: { type: 'json_schema', schema: {} } } }, 400, 'text.format'],
+    ['json_schema format without a name', { input: 'x', text: { format: { type: 'json_schema', schema: {} } } }, 400, 'text.format'],
     ['background', { input: 'x', background: true }, 400, 'background'],
     ['store not a boolean', { input: 'x', store: 'yes' }, 400, 'store'],
     ['bad reasoning effort', { input: 'x', reasoning: { effort: 'extreme' } }, 400, 'reasoning.effort'],

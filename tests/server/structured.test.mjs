@@ -7,7 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { zodResponseFormat, zodFunction } from 'openai/helpers/zod';
+import { zodResponseFormat, zodFunction, zodTextFormat } from 'openai/helpers/zod';
 import { z } from 'zod';
 import Ajv from 'ajv';
 import addFormats from 'ajv-formats';
@@ -193,6 +193,59 @@ test('the openai SDK: parse() with zodResponseFormat and zodFunction', async () 
   const call = r.choices[0].message.tool_calls[0];
   assert.equal(call.function.name, 'forecast');
   assert.ok(Args.safeParse(call.function.parsed_arguments).success, JSON.stringify(call.function.parsed_arguments));
+});
+
+test('the Responses API: text.format json_schema through responses.parse(), streamed, json_object, and its errors', async () => {
+  const Todo = z.object({ title: z.string().max(10), priority: z.enum(['low', 'high']), n: z.number().int().min(0).max(9) });
+  let parsed = 0;
+  for (let seed = 0; seed < 4; seed++) {
+    const r = await client.responses.parse({
+      model: 'tiny', input: 'todo', temperature: 1, seed, max_output_tokens: 200, reasoning: { effort: 'none' },
+      text: { format: zodTextFormat(Todo, 'todo') },
+    });
+    assert.equal(r.text.format.type, 'json_schema', 'the response repeats the format asked for');
+    assert.equal(r.text.format.name, 'todo');
+    if (r.status === 'incomplete') continue; // cut by max_output_tokens: reported, not validated
+    assert.equal(r.status, 'completed');
+    assert.ok(Todo.safeParse(r.output_parsed).success, r.output_text);
+    parsed++;
+  }
+  assert.ok(parsed >= 1, 'at least one responses.parse() returned a value');
+
+  const schema = { type: 'object', properties: { k: { type: 'integer', minimum: 1, maximum: 3 } }, required: ['k'],
+                   additionalProperties: false };
+  const post = (body) => fetch(srv.base + '/v1/responses', {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'tiny', input: 'data', reasoning: { effort: 'none' }, max_output_tokens: 120, ...body }),
+  });
+  const sse = await (await post({ stream: true, seed: 3, temperature: 1,
+                                  text: { format: { type: 'json_schema', name: 'k', schema, strict: true } } })).text();
+  const events = sse.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)));
+  const deltas = events.filter((ev) => ev.type === 'response.output_text.delta').map((ev) => ev.delta).join('');
+  const done = events.find((ev) => ev.type === 'response.completed' || ev.type === 'response.incomplete');
+  assert.ok(done, sse.slice(-500));
+  if (done.type === 'response.completed') assert.ok(ajv.validate(schema, JSON.parse(deltas)), deltas);
+
+  const jo = await (await post({ seed: 1, temperature: 1, text: { format: { type: 'json_object' } } })).json();
+  if (jo.status === 'completed') {
+    const v = JSON.parse(jo.output.find((it) => it.type === 'message').content[0].text);
+    assert.equal(typeof v, 'object');
+    assert.ok(v !== null && !Array.isArray(v));
+  }
+
+  for (const [format, re] of [
+    [{ type: 'json_schema', name: 'x', schema: { type: 'object', properties: { a: { not: {} } } } }, /text\.format.*not/],
+    [{ type: 'json_schema', schema: {} }, /text\.format\.name/],
+    [{ type: 'json_schema', name: 'x', schema: 3 }, /text\.format\.schema/],
+    [{ type: 'grammar' }, /text\.format\.type/],
+  ]) {
+    const r = await post({ text: { format } });
+    const j = await r.json();
+    assert.equal(r.status, 400, JSON.stringify(j));
+    assert.equal(j.error.param, 'text.format');
+    assert.match(j.error.message, re);
+    assert.doesNotMatch(j.error.message, /response_format/, 'the error names the Responses field');
+  }
 });
 
 test('thinking on: the answer is still constrained (after </think> if the model thinks)', async () => {
