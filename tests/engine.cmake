@@ -8,3 +8,8 @@ add_test(NAME generate_prompt_file_batched_equals_alone
          COMMAND ${MS_PYTHON} ${CMAKE_CURRENT_SOURCE_DIR}/engine/test_generate_batch.py
                  $<TARGET_FILE:moeserve> ${MS_MODELS}/tiny ${CMAKE_BINARY_DIR}/generate_batch)
 set_tests_properties(generate_prompt_file_batched_equals_alone PROPERTIES FIXTURES_REQUIRED model_tiny)
+# forward --prompt-ids-file (bench/quant_e2e.py's many prompts per load) = each prompt alone
+add_test(NAME forward_prompt_file_equals_alone
+         COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/engine/forward_file.sh $<TARGET_FILE:moeserve> ${MS_MODELS}/tiny
+                 ${CMAKE_BINARY_DIR}/forward_file)
+set_tests_properties(forward_prompt_file_equals_alone PROPERTIES FIXTURES_REQUIRED model_tiny TIMEOUT 120)
