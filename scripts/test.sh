@@ -7,11 +7,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-# The suite writes about 26 GB of generated checkpoints and GGUF files into build*/ (measured
-# 2026-12-07); a full disk shows up as ENOSPC in whichever test writes next, so say it first.
+# The suite's generated checkpoints stay in build/models (shared with the Sanitize suite); the
+# GGUF and quantize tests remove their work files when they pass. After a whole run from a fresh
+# clone build*/ held 4.5 GB (2026-12-08; 24 GB before, which filled CI's disk), so ask for 10.
 free_gb=$(df -Pk . | awk 'NR == 2 { print int($4 / 1048576) }')
-if [ "${free_gb:-0}" -lt 30 ]; then
-  echo "test.sh: warning: only ${free_gb} GB free here; the suite needs about 26 GB for generated models"
+if [ "${free_gb:-0}" -lt 10 ]; then
+  echo "test.sh: warning: only ${free_gb} GB free here; the suite writes several GB of generated models"
 fi
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
 JOBS=2

@@ -449,9 +449,10 @@ static void test_grouped_equals_per_token(void)
 
 int main(void)
 {
-    const char *build = getenv("MS_BUILD_DIR");
+    /* the generated checkpoints (MS_MODELS, which the Sanitize suite shares with the normal build) */
+    const char *models = getenv("MS_MODELS");
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/models/tiny", build ? build : "build");
+    snprintf(dir, sizeof dir, "%s/tiny", models ? models : "build/models");
     struct ms_err err = {{0}};
     if (model_load(dir, false, &M, &err)) {
         fprintf(stderr, "cannot load %s: %s\n", dir, err.msg);

@@ -354,9 +354,10 @@ static int run_forward(const struct model *m, const int32_t *tokens, int n, bool
  * close to the stored weights in float. */
 static void check_model_variant(const char *what, const struct model_load_opts *o, double max_rel)
 {
-    const char *build = getenv("MS_BUILD_DIR");
+    /* the generated checkpoints (MS_MODELS, which the Sanitize suite shares with the normal build) */
+    const char *models = getenv("MS_MODELS");
     char dir[4096], msg[160];
-    snprintf(dir, sizeof dir, "%s/models/tiny", build ? build : "build");
+    snprintf(dir, sizeof dir, "%s/tiny", models ? models : "build/models");
     struct ms_err err = {{0}};
     struct model *mb = NULL, *mq = NULL;
     if (model_load(dir, false, &mb, &err) || model_load_with_opts(dir, o, &mq, &err)) {
