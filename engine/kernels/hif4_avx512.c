@@ -15,6 +15,7 @@
 
 #include "engine/kernels/hif4.h"
 #include "engine/kernels/q8_0.h"
+#include "engine/kernels/q8_pairs_avx512.h"
 #include "engine/kernels/qlegacy_avx2.h"
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -25,31 +26,9 @@
 
 static const int8_t signed_codes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 0, -1, -2, -3, -4, -5, -6, -7};
 
-/* One token's activations for unit u (blocks 2u, 2u + 1). */
-struct act_pair {
-    __m512i x;     /* the quants of both blocks */
-    __m512i start; /* -OFF x the sum of each lane's four quants */
-    __m512 dx;     /* each block's scale in its 8 lanes */
-};
-
 size_t hif4_avx512_scratch_bytes(int in)
 {
-    return (size_t)TOK * (size_t)(in / HIF4_UNIT) * sizeof(struct act_pair);
-}
-
-INLINE void prepare(const char *xa, size_t xs, int nu, struct act_pair *ap, const int T)
-{
-    const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
-    for (int t = 0; t < T; t++)
-        for (int u = 0; u < nu; u++) {
-            const struct q8_act_block *b = (const struct q8_act_block *)(xa + t * xs) + 2 * u;
-            __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
-                                           _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
-            struct act_pair *a = &ap[(size_t)t * nu + u];
-            a->x = x;
-            a->start = _mm512_mullo_epi32(_mm512_set1_epi32(-OFF), _mm512_dpbusd_epi32(zero, ones, x));
-            a->dx = _mm512_insertf32x8(_mm512_set1_ps(b[0].d), _mm256_set1_ps(b[1].d), 1);
-        }
+    return (size_t)TOK * (size_t)(in / HIF4_UNIT) * sizeof(struct q8_pair);
 }
 
 /* a unit's 64 codes + OFF (0..14), value order */
@@ -73,21 +52,21 @@ INLINE __m512i shifts(const struct hif4_unit *q)
                             _mm512_and_si512(_mm512_srlv_epi32(meta, at16), one));
 }
 
-INLINE void unit_step(const struct hif4_unit *q, const struct act_pair *ap, int nu, int u, __m512 *acc, const int T)
+INLINE void unit_step(const struct hif4_unit *q, const struct q8_pair *ap, int nu, int u, __m512 *acc, const int T)
 {
     _mm_prefetch((const char *)q + KERN_PREFETCH_BYTES, _MM_HINT_T0);
     __m512i w = decode(q), sh = shifts(q);
     __m512 wd = _mm512_set1_ps(hif4_unit_scale(q->e6m2));
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
-        const struct act_pair *a = &ap[(size_t)t * nu + u];
+        const struct q8_pair *a = &ap[(size_t)t * nu + u];
         /* sum((c << s) x) = sum(c x) << s, exact */
         __m512i l = _mm512_sllv_epi32(_mm512_dpbusd_epi32(a->start, w, a->x), sh);
         acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l), _mm512_mul_ps(wd, a->dx), acc[t]);
     }
 }
 
-INLINE void row_tokens(const struct hif4_unit *row, const struct act_pair *ap, int nu, float *y, size_t ldy,
+INLINE void row_tokens(const struct hif4_unit *row, const struct q8_pair *ap, int nu, float *y, size_t ldy,
                        const int T)
 {
     /* even units: chains 0 and 1; odd units: chains 2 and 3 */
@@ -111,8 +90,8 @@ INLINE void rows_tokens(const struct kern_range *g, int t, const int T)
 {
     int nu = g->in / HIF4_UNIT;
     size_t xs = g->xa_stride, ldy = (size_t)g->ldy;
-    struct act_pair *ap = g->scratch;
-    prepare((const char *)g->xa + (size_t)t * xs, xs, nu, ap, T);
+    struct q8_pair *ap = g->scratch;
+    q8_pairs_prepare((const char *)g->xa + (size_t)t * xs, xs, nu, OFF, ap, T);
     for (int r = g->r0; r < g->r1; r++)
         row_tokens((const struct hif4_unit *)(g->w + (size_t)r * g->w_stride), ap, nu, g->y + (size_t)t * ldy + r,
                    ldy, T);

@@ -12,6 +12,7 @@
 
 #include "engine/kernels/nvfp4.h"
 #include "engine/kernels/q8_0.h"
+#include "engine/kernels/q8_pairs_avx512.h"
 #include "engine/kernels/qlegacy_avx2.h"
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")))
@@ -20,31 +21,9 @@
 #define TOK 8
 #define OFF 12
 
-/* One token's activations for pair p (Q8_0 blocks 2p, 2p + 1). */
-struct act_pair {
-    __m512i x;     /* the quants of both blocks */
-    __m512i start; /* -OFF x the sum of each lane's four quants */
-    __m512 dx;     /* each block's scale in its 8 lanes */
-};
-
 size_t nvfp4_avx512_scratch_bytes(int in)
 {
-    return (size_t)TOK * (size_t)(in / 64) * sizeof(struct act_pair);
-}
-
-INLINE void prepare(const char *xa, size_t xs, int np, struct act_pair *ap, const int T)
-{
-    const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
-    for (int t = 0; t < T; t++)
-        for (int p = 0; p < np; p++) {
-            const struct q8_act_block *b = (const struct q8_act_block *)(xa + t * xs) + 2 * p;
-            __m512i x = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)b[0].qs)),
-                                           _mm256_loadu_si256((const __m256i *)b[1].qs), 1);
-            struct act_pair *a = &ap[(size_t)t * np + p];
-            a->x = x;
-            a->start = _mm512_mullo_epi32(_mm512_set1_epi32(-OFF), _mm512_dpbusd_epi32(zero, ones, x));
-            a->dx = _mm512_insertf32x8(_mm512_set1_ps(b[0].d), _mm256_set1_ps(b[1].d), 1);
-        }
+    return (size_t)TOK * (size_t)(in / 64) * sizeof(struct q8_pair);
 }
 
 /* the 16 half scales (E4M3(s[k]) * d) * 0.5 of a super-block, the bits of nvfp4_e4m3_to_f32 */
@@ -66,7 +45,7 @@ INLINE __m512i nibbles2(const uint8_t *qs, int q)
 }
 
 /* pair q of a super-block (activation pair p) against T tokens */
-INLINE void pair_step(const struct nvfp4_block *sb, __m512 h, int q, const struct act_pair *ap, int np, int p,
+INLINE void pair_step(const struct nvfp4_block *sb, __m512 h, int q, const struct q8_pair *ap, int np, int p,
                       __m512 *acc, const int T)
 {
     __m128i t16 = _mm_add_epi8(_mm_loadu_si128((const __m128i *)nvfp4_kvalues), _mm_set1_epi8(OFF));
@@ -77,13 +56,13 @@ INLINE void pair_step(const struct nvfp4_block *sb, __m512 h, int q, const struc
     __m512 hv = _mm512_permutexvar_ps(idx, h);
 #pragma GCC unroll 8
     for (int t = 0; t < T; t++) {
-        const struct act_pair *a = &ap[(size_t)t * np + p];
+        const struct q8_pair *a = &ap[(size_t)t * np + p];
         __m512 l = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(a->start, u, a->x));
         acc[t] = _mm512_fmadd_ps(l, _mm512_mul_ps(hv, a->dx), acc[t]);
     }
 }
 
-INLINE void row_tokens(const struct nvfp4_block *row, const struct act_pair *ap, int np, float *y, size_t ldy,
+INLINE void row_tokens(const struct nvfp4_block *row, const struct q8_pair *ap, int np, float *y, size_t ldy,
                        const int T)
 {
     /* pairs 0 and 2 of a super-block: chains 0 and 1; pairs 1 and 3: chains 2 and 3 */
@@ -113,8 +92,8 @@ INLINE void rows_tokens(const struct kern_range *g, int t, const int T)
 {
     int np = g->in / 64;
     size_t xs = g->xa_stride, ldy = (size_t)g->ldy;
-    struct act_pair *ap = g->scratch;
-    prepare((const char *)g->xa + (size_t)t * xs, xs, np, ap, T);
+    struct q8_pair *ap = g->scratch;
+    q8_pairs_prepare((const char *)g->xa + (size_t)t * xs, xs, np, OFF, ap, T);
     for (int r = g->r0; r < g->r1; r++)
         row_tokens((const struct nvfp4_block *)(g->w + (size_t)r * g->w_stride), ap, np, g->y + (size_t)t * ldy + r,
                    ldy, T);
